@@ -1,0 +1,133 @@
+//! One error type for everything that reads, finds or fetches data.
+//!
+//! Every variant names the file (or URL) at fault, and [`DataError::hint`]
+//! says what the user can do about it: the CLI prints both.
+
+use std::path::PathBuf;
+
+/// Shorthand for results whose error is a [`DataError`].
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+/// What went wrong while reading, finding or fetching a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The operating system refused a read or write.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but its content is not what its format promises
+    /// (truncated, wrong magic number, header disagreeing with the payload...).
+    #[error("{}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    /// The file's SHA-256 is not the one the dataset is published with.
+    #[error("{}: checksum mismatch (expected sha256 {expected}, got {actual})", path.display())]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// The file asks for something twinsim refuses to do: an archive member
+    /// leaving the target, a pickle global outside the allow-list, an image
+    /// larger than the decoder limits.
+    #[error("{}: refused: {reason}", path.display())]
+    Refused { path: PathBuf, reason: String },
+    /// The dataset's files are in none of the places searched and could not be
+    /// downloaded.
+    #[error("dataset '{dataset}' not found")]
+    NotFound {
+        dataset: String,
+        searched: Vec<PathBuf>,
+        files: Vec<String>,
+        urls: Vec<String>,
+        download_errors: Vec<String>,
+    },
+    /// A download failed (every mirror is reported separately in `NotFound`).
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    /// The request itself is wrong: an unknown dataset, a malformed split or
+    /// class list, an empty selection.
+    #[error("{reason}")]
+    Invalid { reason: String, hint: String },
+}
+
+impl DataError {
+    /// What the user can do to fix the problem, when twinsim knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DataError::Io { .. } => None,
+            DataError::Corrupt { path, .. } | DataError::Checksum { path, .. } => Some(format!(
+                "the file is damaged or not the published one: delete {} and run again to download a fresh copy",
+                path.display()
+            )),
+            DataError::Refused { .. } => Some(
+                "this file is not one twinsim can read safely; obtain the dataset from its official source".into(),
+            ),
+            DataError::NotFound {
+                searched,
+                files,
+                urls,
+                download_errors,
+                ..
+            } => {
+                let mut s = String::from("searched:\n");
+                for p in searched {
+                    s += &format!("    {}\n", p.display());
+                }
+                s += "  for the files:\n";
+                for f in files {
+                    s += &format!("    {f}\n");
+                }
+                if !urls.is_empty() {
+                    s += "  which are published at:\n";
+                    for u in urls {
+                        s += &format!("    {u}\n");
+                    }
+                }
+                for e in download_errors {
+                    s += &format!("  download failed: {e}\n");
+                }
+                s += "  put the files in one of those folders, or pass --data-dir DIR (or set TWINSIM_DATA)";
+                Some(s)
+            }
+            DataError::Download { .. } => {
+                Some("check the network, or download the file by hand and pass --data-dir".into())
+            }
+            DataError::Invalid { hint, .. } => Some(hint.clone()),
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A format violation in `path`.
+    pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        DataError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Content of `path` that twinsim refuses to process.
+    pub fn refused(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        DataError::Refused {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A mistake in what the user asked for.
+    pub fn invalid(reason: impl Into<String>, hint: impl Into<String>) -> Self {
+        DataError::Invalid {
+            reason: reason.into(),
+            hint: hint.into(),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! twinsim's datasets, read by twinsim's own code into whole-dataset buffers.
+//!
+//! Data flows: [`locate`] finds (or [`download`]s) a dataset's files, a format
+//! reader ([`idx`], [`cifar`], [`folder`]) turns them into a [`Dataset`]
+//! (one contiguous (N, C, H, W) `u8` buffer plus labels), and [`split`]
+//! selects the part a command asked for.
+
+pub mod archive;
+pub mod catalog;
+pub mod cifar;
+pub mod dataset;
+pub mod download;
+pub mod error;
+pub mod folder;
+pub mod idx;
+pub mod locate;
+pub mod read;
+pub mod sample;
+pub mod split;
+
+pub use dataset::{CoarseLabels, Dataset, ImageShape, Images, Origin};
+pub use error::{DataError, Result};
