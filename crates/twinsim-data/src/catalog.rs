@@ -18,6 +18,9 @@ pub struct RemoteFile {
     /// File name as published (`train-images-idx3-ubyte.gz`).
     pub name: &'static str,
     pub checksum: Checksum,
+    /// The folder the archive unpacks to (`cifar-10-batches-bin`), which is
+    /// accepted in its place; `None` for plain files.
+    pub extracted: Option<&'static str>,
 }
 
 /// How a dataset's files are laid out.
@@ -77,13 +80,15 @@ const fn idx(name: &'static str, sha256: &'static str) -> RemoteFile {
     RemoteFile {
         name,
         checksum: Checksum::DecompressedSha256(sha256),
+        extracted: None,
     }
 }
 
-const fn md5(name: &'static str, md5: &'static str) -> RemoteFile {
+const fn tarball(name: &'static str, md5: &'static str, extracted: &'static str) -> RemoteFile {
     RemoteFile {
         name,
         checksum: Checksum::ArchiveMd5(md5),
+        extracted: Some(extracted),
     }
 }
 
@@ -124,8 +129,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         description: "CIFAR-10, 50,000 train + 10,000 test, 32x32 colour, 10 classes",
         layout: Layout::Cifar { fine_classes: 10 },
         files: &[
-            md5("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"),
-            md5("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+            tarball("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", "cifar-10-batches-bin"),
+            tarball("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", "cifar-10-batches-py"),
         ],
         mirrors: &CIFAR_MIRRORS,
         classes: &[],
@@ -136,8 +141,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         description: "CIFAR-100, 50,000 train + 10,000 test, 32x32 colour, 100 classes in 20 superclasses",
         layout: Layout::Cifar { fine_classes: 100 },
         files: &[
-            md5("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8"),
-            md5("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+            tarball("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8", "cifar-100-binary"),
+            tarball("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python"),
         ],
         mirrors: &CIFAR_MIRRORS,
         classes: &[],
