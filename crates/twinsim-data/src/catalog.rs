@@ -55,25 +55,46 @@ pub struct DatasetInfo {
 impl DatasetInfo {
     /// Every URL a file of this dataset may be downloaded from.
     pub fn urls(&self, file: &RemoteFile) -> Vec<String> {
-        self.mirrors
-            .iter()
-            .map(|m| format!("{m}{}", file.name))
-            .collect()
+        self.mirrors.iter().map(|m| format!("{m}{}", file.name)).collect()
     }
 }
 
 const MNIST_FILES: [RemoteFile; 4] = [
-    idx("train-images-idx3-ubyte.gz", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    idx("train-labels-idx1-ubyte.gz", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    idx("t10k-images-idx3-ubyte.gz", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    idx("t10k-labels-idx1-ubyte.gz", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    idx(
+        "train-images-idx3-ubyte.gz",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    idx(
+        "train-labels-idx1-ubyte.gz",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    idx(
+        "t10k-images-idx3-ubyte.gz",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    ),
+    idx(
+        "t10k-labels-idx1-ubyte.gz",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
 ];
 
 const FASHION_FILES: [RemoteFile; 4] = [
-    idx("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    idx("train-labels-idx1-ubyte.gz", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    idx("t10k-images-idx3-ubyte.gz", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    idx("t10k-labels-idx1-ubyte.gz", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    idx(
+        "train-images-idx3-ubyte.gz",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    idx(
+        "train-labels-idx1-ubyte.gz",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    idx(
+        "t10k-images-idx3-ubyte.gz",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    idx(
+        "t10k-labels-idx1-ubyte.gz",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
 ];
 
 const fn idx(name: &'static str, sha256: &'static str) -> RemoteFile {
@@ -92,7 +113,10 @@ const fn tarball(name: &'static str, md5: &'static str, extracted: &'static str)
     }
 }
 
-const CIFAR_MIRRORS: [&str; 2] = ["https://www.cs.toronto.edu/~kriz/", "https://cave.cs.toronto.edu/kriz/"];
+const CIFAR_MIRRORS: [&str; 2] = [
+    "https://www.cs.toronto.edu/~kriz/",
+    "https://cave.cs.toronto.edu/kriz/",
+];
 
 /// Every named dataset.
 pub const DATASETS: &[DatasetInfo] = &[
@@ -119,7 +143,15 @@ pub const DATASETS: &[DatasetInfo] = &[
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
         ],
         classes: &[
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
             "Ankle boot",
         ],
         licence: "Zalando Research; MIT",
@@ -129,8 +161,16 @@ pub const DATASETS: &[DatasetInfo] = &[
         description: "CIFAR-10, 50,000 train + 10,000 test, 32x32 colour, 10 classes",
         layout: Layout::Cifar { fine_classes: 10 },
         files: &[
-            tarball("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", "cifar-10-batches-bin"),
-            tarball("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", "cifar-10-batches-py"),
+            tarball(
+                "cifar-10-binary.tar.gz",
+                "c32a1d4ab5d03f1284b67883e8d87530",
+                "cifar-10-batches-bin",
+            ),
+            tarball(
+                "cifar-10-python.tar.gz",
+                "c58f30108f718f92721af3b95e74349a",
+                "cifar-10-batches-py",
+            ),
         ],
         mirrors: &CIFAR_MIRRORS,
         classes: &[],
@@ -141,8 +181,16 @@ pub const DATASETS: &[DatasetInfo] = &[
         description: "CIFAR-100, 50,000 train + 10,000 test, 32x32 colour, 100 classes in 20 superclasses",
         layout: Layout::Cifar { fine_classes: 100 },
         files: &[
-            tarball("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8", "cifar-100-binary"),
-            tarball("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python"),
+            tarball(
+                "cifar-100-binary.tar.gz",
+                "03b5dce01913d631647c71ecec9e9cb8",
+                "cifar-100-binary",
+            ),
+            tarball(
+                "cifar-100-python.tar.gz",
+                "eb9058c3a382ffc7106e4002c42a8d85",
+                "cifar-100-python",
+            ),
         ],
         mirrors: &CIFAR_MIRRORS,
         classes: &[],

@@ -15,7 +15,11 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// The bytes of `path`, decompressed when they start with the gzip magic
 /// number; refuses files whose (decompressed) size exceeds `max` bytes.
 pub fn read_maybe_gz(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let raw = read_capped(path, std::fs::File::open(path).map_err(|e| DataError::io(path, e))?, max)?;
+    let raw = read_capped(
+        path,
+        std::fs::File::open(path).map_err(|e| DataError::io(path, e))?,
+        max,
+    )?;
     if is_gzip(&raw) {
         read_capped(path, MultiGzDecoder::new(raw.as_slice()), max)
     } else {
@@ -36,7 +40,9 @@ pub fn read_capped(path: &Path, reader: impl Read, max: u64) -> Result<Vec<u8>> 
         .take(max + 1)
         .read_to_end(&mut out)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::InvalidInput => {
                 DataError::corrupt(path, format!("truncated or damaged compressed data ({e})"))
             }
             _ => DataError::io(path, e),

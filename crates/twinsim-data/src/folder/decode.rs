@@ -1,0 +1,188 @@
+//! Turning files into (C, H, W) pixels, in parallel, refusing what is not a
+//! usable image instead of failing the whole load.
+
+use std::fs;
+use std::io::{BufRead, Cursor, Seek};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use image::error::{ImageFormatHint, UnsupportedErrorKind};
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, Pixel};
+use rayon::prelude::*;
+
+use super::cache::Decoded;
+use super::jpeg;
+use super::scan::{FileEntry, SplitTree};
+use super::{FolderOptions, SkipReason};
+use crate::error::{DataError, Result};
+use crate::read::MAX_FILE_BYTES;
+
+/// Bytes per pixel of the widest colour type a decoder may produce (RGBA,
+/// 32-bit float), to turn the pixel limit into an allocation limit.
+const MAX_BYTES_PER_PIXEL: u64 = 16;
+
+/// Decodes every file of the classes in `classes` (sorted), labelling each
+/// with its class's index there.
+pub(super) fn split(tree: &SplitTree, classes: &[String], opts: &FolderOptions) -> Result<Decoded> {
+    let files: Vec<(&FileEntry, u32)> = tree
+        .classes
+        .iter()
+        .filter_map(|c| Some((c, classes.binary_search(&c.name).ok()?)))
+        .flat_map(|(c, label)| c.files.iter().map(move |f| (f, label as u32)))
+        .collect();
+    let results: Vec<_> = files.par_iter().map(|(f, _)| image(f, opts)).collect();
+    let usable = results.iter().filter(|r| r.is_ok()).count();
+    let bytes = usable.checked_mul(opts.shape().len()).ok_or_else(|| {
+        DataError::invalid(
+            format!("{usable} images of {} do not fit in memory", opts.shape()),
+            "ask for a smaller image size",
+        )
+    })?;
+    let mut decoded = Decoded {
+        labels: Vec::with_capacity(usable),
+        pixels: Vec::with_capacity(bytes),
+        skipped: Vec::new(),
+    };
+    for ((file, label), result) in files.iter().zip(results) {
+        match result {
+            Ok(pixels) => {
+                decoded.labels.push(*label);
+                decoded.pixels.extend_from_slice(&pixels);
+            }
+            Err(reason) => decoded.skipped.push((relative(tree, file), reason)),
+        }
+    }
+    Ok(decoded)
+}
+
+/// `file`'s path inside its split, as the cache stores it.
+fn relative(tree: &SplitTree, file: &FileEntry) -> String {
+    let rel = file.path.strip_prefix(&tree.dir).unwrap_or(&file.path);
+    rel.to_string_lossy().into_owned()
+}
+
+/// One file as (C, H, W) pixels in the requested size and colour.
+fn image(file: &FileEntry, opts: &FolderOptions) -> Result<Vec<u8>, SkipReason> {
+    // A decoder bug triggered by one hostile file must not abort a load of
+    // thousands; the file is reported like any other damaged one.
+    catch_unwind(AssertUnwindSafe(|| {
+        open(file, opts.max_pixels).map(|img| convert(&img, opts))
+    }))
+    .unwrap_or_else(|_| Err(SkipReason::Damaged("the decoder crashed on it".into())))
+}
+
+/// Decodes `file`, identified by its content, after checking from its
+/// header alone that it declares no more than `max_pixels` pixels.
+fn open(file: &FileEntry, max_pixels: u64) -> Result<DynamicImage, SkipReason> {
+    if file.len == 0 {
+        return Err(SkipReason::Empty);
+    }
+    if file.len > MAX_FILE_BYTES {
+        return Err(SkipReason::TooLarge(format!(
+            "{} bytes, over the {MAX_FILE_BYTES}-byte limit",
+            file.len
+        )));
+    }
+    let mut reader = ImageReader::open(&file.path).map_err(unreadable)?;
+    // `open` guessed from the extension; only the content may decide.
+    reader.clear_format();
+    let reader = reader.with_guessed_format().map_err(unreadable)?;
+    match reader.format() {
+        None => Err(SkipReason::NotAnImage),
+        Some(ImageFormat::Jpeg) => decode(whole_jpeg(&file.path)?, max_pixels),
+        Some(_) => decode(reader, max_pixels),
+    }
+}
+
+/// A JPEG read whole (its decoder reads it whole anyway), refused when it is
+/// cut off, which the decoder itself does not report.
+fn whole_jpeg(path: &Path) -> Result<ImageReader<Cursor<Vec<u8>>>, SkipReason> {
+    let bytes = fs::read(path).map_err(unreadable)?;
+    if !jpeg::is_complete(&bytes) {
+        return Err(SkipReason::Damaged(
+            "truncated: the JPEG data ends before its end-of-image marker".into(),
+        ));
+    }
+    Ok(ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg))
+}
+
+/// Decodes with `reader`'s format, refusing oversized images from their
+/// declared dimensions before the pixel buffer is allocated.
+fn decode<R: BufRead + Seek>(
+    mut reader: ImageReader<R>,
+    max_pixels: u64,
+) -> Result<DynamicImage, SkipReason> {
+    reader.limits(limits(max_pixels));
+    let decoder = reader.into_decoder().map_err(classify)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(SkipReason::TooLarge(format!(
+            "declares {width}x{height} pixels, over the limit of {max_pixels}"
+        )));
+    }
+    DynamicImage::from_decoder(decoder).map_err(classify)
+}
+
+/// A file the operating system would not let us read.
+fn unreadable(e: std::io::Error) -> SkipReason {
+    SkipReason::Unreadable(e.to_string())
+}
+
+/// Decoder limits matching the pixel limit, so that the allocations the
+/// decoder makes while reading its header are bounded too.
+fn limits(max_pixels: u64) -> Limits {
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL));
+    limits
+}
+
+/// What a decoder's error means for the user.
+fn classify(e: ImageError) -> SkipReason {
+    match e {
+        ImageError::Unsupported(u) => match u.kind() {
+            UnsupportedErrorKind::Format(ImageFormatHint::Unknown) => SkipReason::NotAnImage,
+            _ => SkipReason::Unsupported(u.to_string()),
+        },
+        ImageError::Limits(l) => SkipReason::TooLarge(l.to_string()),
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            SkipReason::Damaged("truncated".into())
+        }
+        other => SkipReason::Damaged(other.to_string()),
+    }
+}
+
+/// `img` in the requested colour and size, as (C, H, W).
+fn convert(img: &DynamicImage, opts: &FolderOptions) -> Vec<u8> {
+    match opts.channels {
+        1 => planes(img.to_luma8(), opts),
+        _ => planes(img.to_rgb8(), opts),
+    }
+}
+
+/// Resizes `img` to the requested size (unless it is there already) and
+/// separates its channels into planes.
+fn planes<P: Pixel<Subpixel = u8> + 'static>(img: ImageBuffer<P, Vec<u8>>, opts: &FolderOptions) -> Vec<u8> {
+    let (width, height) = (opts.width as u32, opts.height as u32);
+    let img = if img.dimensions() == (width, height) {
+        img
+    } else {
+        imageops::resize(&img, width, height, FilterType::Triangle)
+    };
+    to_chw(img.into_raw(), usize::from(P::CHANNEL_COUNT))
+}
+
+/// Transposes interleaved (H, W, C) bytes to planar (C, H, W).
+fn to_chw(hwc: Vec<u8>, channels: usize) -> Vec<u8> {
+    if channels == 1 {
+        return hwc;
+    }
+    let plane = hwc.len() / channels;
+    let mut chw = vec![0; hwc.len()];
+    for (i, pixel) in hwc.chunks_exact(channels).enumerate() {
+        for (c, &value) in pixel.iter().enumerate() {
+            chw[c * plane + i] = value;
+        }
+    }
+    chw
+}
