@@ -6,6 +6,7 @@
 //! selects the part a command asked for.
 
 pub mod archive;
+pub mod atomic;
 pub mod catalog;
 pub mod cifar;
 pub mod dataset;
@@ -13,6 +14,7 @@ pub mod download;
 pub mod error;
 pub mod folder;
 pub mod idx;
+pub mod load;
 pub mod locate;
 pub mod read;
 pub mod sample;
@@ -20,3 +22,5 @@ pub mod split;
 
 pub use dataset::{CoarseLabels, Dataset, ImageShape, Images, Origin};
 pub use error::{DataError, Result};
+pub use load::{load, LoadOptions};
+pub use split::{DatasetSpec, Selection, SplitName};
