@@ -1,6 +1,6 @@
 //! The `NAME[:SPLIT]` syntax, class lists, and the seeded splits.
 
-use twinsim_data::split::{self, DatasetSpec, Selection, SplitName, Source};
+use twinsim_data::split::{self, DatasetSpec, Selection, Source, SplitName};
 use twinsim_data::{sample, DataError};
 
 #[test]
@@ -9,7 +9,10 @@ fn specs_parse_names_splits_and_folders() {
     assert!(matches!(s.source, Source::Named(i) if i.name == "mnist"));
     assert_eq!(s.split, SplitName::Test);
     assert_eq!("cifar100".parse::<DatasetSpec>().unwrap().split, SplitName::Train);
-    assert_eq!("mnist-sample:val".parse::<DatasetSpec>().unwrap().source, Source::Sample);
+    assert_eq!(
+        "mnist-sample:val".parse::<DatasetSpec>().unwrap().source,
+        Source::Sample
+    );
     let f: DatasetSpec = "./photos:fit".parse().unwrap();
     assert_eq!(f.source, Source::Folder("./photos".into()));
     assert_eq!(f.split, SplitName::Fit);
@@ -43,7 +46,10 @@ fn validation_is_stratified_disjoint_and_seeded() {
     for (c, n) in train.class_counts().iter().enumerate() {
         assert_eq!(per_class_val[c], (0.1 * *n as f64).round() as usize);
     }
-    assert_eq!(split::carve_validation(&train, 0.1, 3), (fit.clone(), val.clone()));
+    assert_eq!(
+        split::carve_validation(&train, 0.1, 3),
+        (fit.clone(), val.clone())
+    );
     assert_ne!(split::carve_validation(&train, 0.1, 4).1, val);
 }
 

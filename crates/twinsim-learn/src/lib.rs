@@ -1,1 +1,22 @@
+//! twinsim's learning core on libtorch (through tch). Data flows one way:
+//! datasets become tensors ([`tensor`]), an [`encoders`] network maps image
+//! batches to embeddings, [`losses`] (with [`miners`], [`distances`] and
+//! [`reducers`]) score them, [`train`] runs the loop and writes a run
+//! directory, and [`model`] loads a trained model back, ready to embed.
 
+pub mod device;
+pub mod distances;
+pub mod encoders;
+pub mod error;
+pub mod losses;
+pub mod metrics;
+pub mod miners;
+pub mod model;
+pub mod reducers;
+pub mod samplers;
+pub mod tensor;
+pub mod train;
+
+pub use device::parse_device;
+pub use error::{LearnError, Result};
+pub use tensor::{images_tensor, labels_tensor};

@@ -1,0 +1,174 @@
+//! Encoders: networks mapping a preprocessed image batch (B, C, H, W) float
+//! to embeddings (B, D), built by name with [`build`].
+//!
+//! Every encoder takes any channel count and any image of at least
+//! [`MIN_SIDE`]×[`MIN_SIDE`] pixels: global pooling, not a fixed-size
+//! flatten, joins the convolutions to the head, so one architecture serves
+//! MNIST, CIFAR and image folders alike.
+
+mod cnn;
+mod resnet;
+mod seed;
+
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use crate::{LearnError, Result};
+
+/// What to build: an architecture from [`ENCODERS`] and the shapes it must
+/// accept (B, `in_channels`, `height`, `width`) and produce
+/// (B, `embedding_dim`). Saved in the model card, so a model can be rebuilt
+/// before its weights are loaded.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct EncoderSpec {
+    pub arch: String,
+    pub in_channels: i64,
+    pub height: i64,
+    pub width: i64,
+    pub embedding_dim: i64,
+}
+
+/// The architectures [`build`] knows: name and one-line description (for
+/// `--help` and error hints).
+pub const ENCODERS: &[(&str, &str)] = &[
+    (
+        "seed",
+        "the seed's Siamese network as written: 3 conv-BN layers, 2 linear layers, no activations (baseline)",
+    ),
+    (
+        "cnn",
+        "small 4-stage conv-BN-ReLU CNN for 28x28 grey images, ~2.6 M multiply-adds per image; fast on CPU",
+    ),
+    (
+        "resnet",
+        "ResNet-9 (Myrtle / airbench layout) at quarter width for 32x32 colour images, ~24 M multiply-adds per image",
+    ),
+];
+
+/// The smallest height and width an encoder accepts: the seed's three
+/// convolutions and two poolings need 28 pixels to end on a 5×5 map.
+pub const MIN_SIDE: i64 = 28;
+
+/// The most input channels and embedding dimensions [`build`] accepts: far
+/// beyond any real use, low enough that a garbled model card cannot make it
+/// allocate more memory than exists (which libtorch answers with an abort).
+pub const MAX_CHANNELS: i64 = 1024;
+/// See [`MAX_CHANNELS`].
+pub const MAX_EMBEDDING_DIM: i64 = 65_536;
+
+/// Builds the network under `vs`. Its input is (B, C, H, W) float, already
+/// normalised, with C, H and W as in `spec`; its output is
+/// (B, `spec.embedding_dim`). Unknown architectures and unusable sizes are
+/// [`LearnError::Config`] errors whose hint names the valid choices.
+pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Box<dyn ModuleT>> {
+    check_sizes(spec)?;
+    let c = spec.in_channels;
+    let d = spec.embedding_dim;
+    Ok(match spec.arch.as_str() {
+        "seed" => Box::new(seed::Seed::new(vs, c, d)),
+        "cnn" => Box::new(cnn::build(vs, c, d)),
+        "resnet" => Box::new(resnet::build(vs, c, d)),
+        other => {
+            return Err(LearnError::config(
+                format!("unknown encoder architecture '{other}'"),
+                format!("use one of: {}", architecture_list()),
+            ))
+        }
+    })
+}
+
+/// "seed (…), cnn (…), …", for hints.
+fn architecture_list() -> String {
+    let names: Vec<String> = ENCODERS.iter().map(|(n, d)| format!("{n} ({d})")).collect();
+    names.join("; ")
+}
+
+/// Refuses sizes no encoder can use, before any variable is created.
+fn check_sizes(spec: &EncoderSpec) -> Result<()> {
+    if !(1..=MAX_CHANNELS).contains(&spec.in_channels) {
+        return Err(LearnError::config(
+            format!("encoder input has {} channels", spec.in_channels),
+            format!("images need 1 to {MAX_CHANNELS} channels (1 for grey, 3 for colour)"),
+        ));
+    }
+    if spec.height < MIN_SIDE || spec.width < MIN_SIDE {
+        return Err(LearnError::config(
+            format!(
+                "images of {}x{} pixels are too small for an encoder",
+                spec.height, spec.width
+            ),
+            format!(
+                "every encoder ({}) needs at least {MIN_SIDE}x{MIN_SIDE} pixels; resize the images",
+                ENCODERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if !(1..=MAX_EMBEDDING_DIM).contains(&spec.embedding_dim) {
+        return Err(LearnError::config(
+            format!("embedding dimension {}", spec.embedding_dim),
+            format!(
+                "use an embedding dimension from 1 to {MAX_EMBEDDING_DIM} (2 as in the seed, 64 or 128 otherwise)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A convolution then batch normalisation, with an optional ReLU:
+/// (B, C_in, H, W) → (B, C_out, H', W'). The building block of every encoder.
+#[derive(Debug)]
+struct ConvBn {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+    relu: bool,
+}
+
+impl ModuleT for ConvBn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let h = self.bn.forward_t(&xs.apply(&self.conv), train);
+        if self.relu {
+            h.relu()
+        } else {
+            h
+        }
+    }
+}
+
+/// Batch norm as PyTorch initialises it (weight 1, bias 0; eps 1e-5,
+/// momentum 0.1): tch's default draws weights from U(0, 1), which would
+/// shrink every layer's output at the start of training.
+fn bn_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: nn::Init::Const(1.0),
+        ..Default::default()
+    }
+}
+
+/// A 3×3 convolution (padding 1, so H and W are kept) without bias, which
+/// the batch norm after it would cancel, batch norm and ReLU, with variables
+/// `conv.weight` and `bn.*` under `vs`.
+fn conv_bn_relu(vs: &nn::Path, c_in: i64, c_out: i64) -> ConvBn {
+    let cfg = nn::ConvConfig {
+        padding: 1,
+        bias: false,
+        ..Default::default()
+    };
+    ConvBn {
+        conv: nn::conv2d(vs / "conv", c_in, c_out, 3, cfg),
+        bn: nn::batch_norm2d(vs / "bn", c_out, bn_config()),
+        relu: true,
+    }
+}
+
+/// (B, C, H, W) → (B, C): the mean over each feature map, whatever its size.
+fn global_avg_pool(xs: &Tensor) -> Tensor {
+    xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+}
+
+/// [`conv_bn_relu`] then a 2×2 max-pool: (B, C_in, H, W) →
+/// (B, C_out, H/2, W/2), one downsampling stage.
+fn conv_pool(vs: &nn::Path, c_in: i64, c_out: i64) -> nn::SequentialT {
+    nn::seq_t()
+        .add(conv_bn_relu(vs, c_in, c_out))
+        .add_fn(|x| x.max_pool2d_default(2))
+}

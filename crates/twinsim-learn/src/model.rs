@@ -1,0 +1,486 @@
+//! A trained model: a card saying what it is and how to feed it, and the
+//! weights of its encoder. A run directory holds them as `model.json` and
+//! `model.safetensors`; [`Model::load`] rebuilds the encoder from the card
+//! and refuses, with a reason and a hint, any weights file that does not fit
+//! it exactly, so a model either loads whole or not at all.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+use twinsim_data::{atomic, read, ImageShape, Images};
+
+use crate::encoders::{self, EncoderSpec};
+use crate::{LearnError, Result};
+
+/// The card format this code writes and reads; a card with another version
+/// is refused rather than half-understood.
+pub const FORMAT_VERSION: u32 = 1;
+/// The weights file in a run directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The card file in a run directory.
+pub const CARD_FILE: &str = "model.json";
+
+/// What to say when a run directory is missing or unusable.
+const RUN_DIR_HINT: &str =
+    "pass the path to a run directory made by `twinsim train` (it holds model.json and model.safetensors)";
+
+/// How two embeddings are compared.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Distance {
+    /// 1 − cosine similarity; the natural choice for L2-normalised embeddings.
+    Cosine,
+    /// The L2 distance ‖a − b‖, as the seed's contrastive loss uses.
+    Euclidean,
+}
+
+/// How raw uint8 images become the encoder's float input. `mean` and `std`
+/// hold one value per channel, in [0, 1] pixel units; `channels`, `height`
+/// and `width` are the image size the model was trained on.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Preprocess {
+    pub channels: i64,
+    pub height: i64,
+    pub width: i64,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl Preprocess {
+    /// uint8 (B, C, H, W) → float32 (B, C, H, W): x/255, minus `mean`, over
+    /// `std`, per channel, on the images' device. C must equal `channels`.
+    pub fn apply(&self, images_u8: &Tensor) -> Tensor {
+        let per_channel = |v: &[f64]| {
+            Tensor::from_slice(v)
+                .to_kind(Kind::Float)
+                .view([1, self.channels, 1, 1])
+                .to_device(images_u8.device())
+        };
+        (images_u8.to_kind(Kind::Float) / 255.0 - per_channel(&self.mean)) / per_channel(&self.std)
+    }
+
+    /// The mean and standard deviation of each channel over all of
+    /// `images` (N, C, H, W). A constant channel (or an empty set) gets std 1,
+    /// so [`Preprocess::apply`] never divides by zero.
+    pub fn fit(images: &Images) -> Preprocess {
+        let s = images.shape();
+        let plane = s.height * s.width;
+        let mut sums = vec![(0u64, 0u64); s.channels];
+        for (i, values) in images.as_bytes().chunks_exact(plane).enumerate() {
+            let (sum, squares) = &mut sums[i % s.channels];
+            for &v in values {
+                *sum += u64::from(v);
+                *squares += u64::from(v) * u64::from(v);
+            }
+        }
+        let n = (images.len() * plane) as f64;
+        let (mean, std) = sums
+            .iter()
+            .map(|&(sum, squares)| mean_std(sum, squares, n))
+            .unzip();
+        Preprocess {
+            channels: s.channels as i64,
+            height: s.height as i64,
+            width: s.width as i64,
+            mean,
+            std,
+        }
+    }
+
+    /// The image size this preprocessing expects.
+    fn shape(&self) -> (i64, i64, i64) {
+        (self.channels, self.height, self.width)
+    }
+}
+
+/// Mean and standard deviation, in [0, 1] units, of `n` byte values whose
+/// sum and sum of squares are given.
+fn mean_std(sum: u64, squares: u64, n: f64) -> (f64, f64) {
+    if n == 0.0 {
+        return (0.0, 1.0);
+    }
+    let mean = sum as f64 / n;
+    let var = (squares as f64 / n - mean * mean).max(0.0);
+    let std = var.sqrt() / 255.0;
+    (mean / 255.0, if std > 1e-6 { std } else { 1.0 })
+}
+
+/// Everything needed to rebuild and use a trained model, besides its
+/// weights: saved as `model.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ModelCard {
+    /// [`FORMAT_VERSION`] when written by this code.
+    pub format_version: u32,
+    pub encoder: EncoderSpec,
+    pub preprocess: Preprocess,
+    pub distance: Distance,
+    /// L2-normalise embeddings (each row of the output has norm 1).
+    pub normalize: bool,
+    /// The training set's class names.
+    pub classes: Vec<String>,
+    /// The training dataset, as the CLI spells it.
+    pub dataset: String,
+    /// The loss trained with, as the CLI spells it.
+    pub loss: String,
+    /// Room for what later versions record (calibration, …) without a new
+    /// format version.
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModelCard {
+    /// Refuses a card whose preprocessing cannot feed its encoder.
+    fn check(&self) -> Result<()> {
+        let p = &self.preprocess;
+        let e = &self.encoder;
+        let hint = "the preprocessing must match the encoder: one mean and one positive std per channel, same image size";
+        if p.shape() != (e.in_channels, e.height, e.width) {
+            return Err(LearnError::config(
+                format!(
+                    "preprocessing is for {}x{}x{} images but the encoder takes {}x{}x{}",
+                    p.channels, p.height, p.width, e.in_channels, e.height, e.width
+                ),
+                hint,
+            ));
+        }
+        let channels = p.channels as usize;
+        if p.mean.len() != channels || p.std.len() != channels {
+            return Err(LearnError::config(
+                format!(
+                    "{} means and {} stds for {channels} channels",
+                    p.mean.len(),
+                    p.std.len()
+                ),
+                hint,
+            ));
+        }
+        if !p.mean.iter().all(|m| m.is_finite()) || !p.std.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(LearnError::config(
+                format!("unusable preprocessing: mean {:?}, std {:?}", p.mean, p.std),
+                hint,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A model ready to embed: its card, its variables, and the encoder network
+/// built from the card over those variables.
+pub struct Model {
+    pub card: ModelCard,
+    /// Every variable of the encoder (trainable weights and batch-norm
+    /// running statistics), named as the encoder names them.
+    pub vs: nn::VarStore,
+    net: Box<dyn ModuleT>,
+}
+
+impl Model {
+    /// A model with fresh weights on `device`, as the encoder initialises
+    /// them (seed them with `tch::manual_seed` first for reproducible runs).
+    /// Fails on a card whose encoder cannot be built or whose preprocessing
+    /// does not fit the encoder.
+    pub fn new(card: ModelCard, device: Device) -> Result<Model> {
+        card.check()?;
+        let vs = nn::VarStore::new(device);
+        let net = encoders::build(&card.encoder, &vs.root())?;
+        Ok(Model { card, vs, net })
+    }
+
+    /// Preprocessed float (B, C, H, W) → embeddings (B, D), each row of norm 1
+    /// when `card.normalize`. `train` puts batch norm in training mode.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let e = self.net.forward_t(x, train);
+        if self.card.normalize {
+            // Clamped like PyTorch's F.normalize, so a zero embedding stays zero.
+            let norm = e.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+            e / norm
+        } else {
+            e
+        }
+    }
+
+    /// Raw uint8 images (B, C, H, W), on the model's device → embeddings
+    /// (B, D): [`Preprocess::apply`] then [`Model::forward_t`].
+    pub fn embed(&self, images_u8: &Tensor, train: bool) -> Tensor {
+        self.forward_t(&self.card.preprocess.apply(images_u8), train)
+    }
+
+    /// Refuses images of another size than the model was trained on; call it
+    /// before [`Model::embed_images`] on data from outside.
+    pub fn check_images(&self, shape: ImageShape) -> Result<()> {
+        let p = &self.card.preprocess;
+        let have = (shape.channels as i64, shape.height as i64, shape.width as i64);
+        if have == p.shape() {
+            return Ok(());
+        }
+        Err(LearnError::config(
+            format!(
+                "images are {shape} but the model was trained on {}x{}x{} images",
+                p.channels, p.height, p.width
+            ),
+            format!(
+                "use a dataset of {}x{}x{} images, like the one it was trained on ({})",
+                p.channels, p.height, p.width, self.card.dataset
+            ),
+        ))
+    }
+
+    /// Embeds all of `images` (N, C, H, W) in eval mode without gradients,
+    /// `batch` images at a time on the model's device: (N, D) float32 on the
+    /// CPU, row i for image i. The images must have the card's channel
+    /// count (see [`Model::check_images`]).
+    pub fn embed_images(&self, images: &Images, batch: usize) -> Tensor {
+        let _no_grad = tch::no_grad_guard();
+        let s = images.shape();
+        let device = self.vs.device();
+        let parts: Vec<Tensor> = images
+            .as_bytes()
+            .chunks(batch.max(1) * s.len())
+            .map(|chunk| {
+                let n = (chunk.len() / s.len()) as i64;
+                let x = Tensor::from_slice(chunk)
+                    .view([n, s.channels as i64, s.height as i64, s.width as i64])
+                    .to_device(device);
+                self.embed(&x, false).to_device(Device::Cpu)
+            })
+            .collect();
+        if parts.is_empty() {
+            Tensor::zeros([0, self.card.encoder.embedding_dim], (Kind::Float, Device::Cpu))
+        } else {
+            Tensor::cat(&parts, 0)
+        }
+    }
+
+    /// Writes `dir/model.safetensors` and `dir/model.json`, creating `dir`
+    /// if needed; each file is written to a temporary file beside it, synced
+    /// and renamed, so a crash never leaves a half-written file.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| twinsim_data::DataError::io(dir, e))?;
+        atomic::write_bytes(&dir.join(WEIGHTS_FILE), &self.weights_bytes())?;
+        atomic::write_bytes(&dir.join(CARD_FILE), &self.card_bytes())?;
+        Ok(())
+    }
+
+    /// Loads the model saved in `dir` by [`Model::save`] onto `device`.
+    /// Refuses, as [`LearnError::BadModel`], a missing directory or file, a
+    /// damaged file, a card of an unknown format or architecture, and
+    /// weights that do not fit the card's encoder or are not finite.
+    pub fn load(dir: &Path, device: Device) -> Result<Model> {
+        if !dir.is_dir() {
+            return Err(LearnError::bad_model(dir, "no such run directory", RUN_DIR_HINT));
+        }
+        let card_path = dir.join(CARD_FILE);
+        let card = read_card(&card_path)?;
+        let model = Model::new(card, device).map_err(|e| {
+            let hint = e.hint().unwrap_or_default();
+            LearnError::bad_model(&card_path, e.to_string(), hint)
+        })?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let tensors = read_weights(&weights_path)?;
+        fill(&model, tensors).map_err(|reason| {
+            LearnError::bad_model(
+                &weights_path,
+                reason,
+                "model.json and model.safetensors must come from the same run; copy both from the run directory `twinsim train` wrote",
+            )
+        })?;
+        Ok(model)
+    }
+
+    /// SHA-256 (hex) of the weights file's bytes followed by the card's
+    /// JSON: equal for equal weights and cards, so indexes built with a
+    /// model can tell when the model has changed.
+    pub fn weights_hash(&self) -> String {
+        let mut bytes = self.weights_bytes();
+        bytes.extend(self.card_bytes());
+        read::sha256_hex(&bytes)
+    }
+
+    /// The card as written to `model.json`.
+    fn card_bytes(&self) -> Vec<u8> {
+        let mut json = serde_json::to_vec_pretty(&self.card).expect("a model card always serialises to JSON");
+        json.push(b'\n');
+        json
+    }
+
+    /// The weights as written to `model.safetensors`: every variable, as
+    /// float32, in name order, so the same weights always give the same bytes.
+    fn weights_bytes(&self) -> Vec<u8> {
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        safetensors_bytes(&vars)
+    }
+}
+
+/// One entry of a safetensors header; fields in the order the format's
+/// reference writer uses, so our files match its byte for byte.
+#[derive(serde::Serialize)]
+struct TensorInfo {
+    dtype: &'static str,
+    shape: Vec<i64>,
+    data_offsets: [usize; 2],
+}
+
+/// Serialises float tensors in the safetensors format: an 8-byte
+/// little-endian header length, a JSON header padded with spaces to a
+/// multiple of 8 bytes, then the little-endian data in the given order.
+/// Written here rather than through tch's file writer because the hash needs
+/// the bytes in memory.
+fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Vec<u8> {
+    let mut header = BTreeMap::new();
+    let mut data = Vec::new();
+    for (name, t) in tensors {
+        let flat = t.detach().to_device(Device::Cpu).reshape([-1]);
+        let values = Vec::<f32>::try_from(&flat).expect("a CPU tensor converts to f32 values");
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        let info = TensorInfo {
+            dtype: "F32",
+            shape: t.size(),
+            data_offsets: [start, data.len()],
+        };
+        header.insert(name.as_str(), info);
+    }
+    let mut json = serde_json::to_vec(&header).expect("a safetensors header always serialises to JSON");
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json);
+    bytes.extend(data);
+    bytes
+}
+
+/// Reads and checks `model.json`: its format version first, so a card from
+/// a newer twinsim is named as such rather than as a missing field.
+fn read_card(path: &Path) -> Result<ModelCard> {
+    let text = read_file(path)?;
+    let bad = |reason: String| LearnError::bad_model(path, reason, RUN_DIR_HINT);
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+    match value.get("format_version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(LearnError::bad_model(
+                path,
+                format!(
+                    "model card format_version {v} is not supported (this twinsim reads {FORMAT_VERSION})"
+                ),
+                "use the twinsim version that trained the model, or retrain it with this one",
+            ))
+        }
+        None => return Err(bad("no format_version: not a twinsim model card".into())),
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("not a valid model card ({e})")))
+}
+
+/// The bytes of a run directory's file; a missing file is a bad model, not
+/// an I/O error, so the user is told what a run directory holds.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => missing_file(path),
+        _ => LearnError::Data(twinsim_data::DataError::io(path, e)),
+    })
+}
+
+/// A run directory without one of its files.
+fn missing_file(path: &Path) -> LearnError {
+    LearnError::bad_model(path, "file missing from the run directory", RUN_DIR_HINT)
+}
+
+/// The named tensors of a safetensors file, read with the format's own
+/// validating parser (header bounds, offsets, sizes), which reports a
+/// truncated or garbled file as an error, never a panic.
+fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
+    if !path.is_file() {
+        return Err(missing_file(path));
+    }
+    let tensors = Tensor::read_safetensors(path).map_err(|e| {
+        LearnError::bad_model(
+            path,
+            format!("not a readable safetensors file ({e})"),
+            "the file is truncated or damaged; copy it again from the run directory, or retrain",
+        )
+    })?;
+    Ok(tensors.into_iter().collect())
+}
+
+/// Copies `tensors` into the model's variables after checking that they are
+/// exactly the encoder's variables, with the same shapes, float32 and
+/// finite. The error is the reason, naming the variable.
+fn fill(model: &Model, mut tensors: HashMap<String, Tensor>) -> std::result::Result<(), String> {
+    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected: HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<&str> = vars
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !tensors.contains_key(*n))
+        .collect();
+    let mut extra: Vec<&str> = tensors
+        .keys()
+        .map(String::as_str)
+        .filter(|n| !expected.contains(n))
+        .collect();
+    extra.sort_unstable();
+    let encoder = describe(&model.card.encoder);
+    if !missing.is_empty() || !extra.is_empty() {
+        return Err(format!(
+            "the weights are not those of {encoder}: {} of its variables missing ({}), {} unknown variables ({})",
+            missing.len(),
+            first_few(&missing),
+            extra.len(),
+            first_few(&extra)
+        ));
+    }
+    for (name, var) in &mut vars {
+        let src = tensors.remove(name.as_str()).expect("presence checked above");
+        check_tensor(name, &src, var, &encoder)?;
+        tch::no_grad(|| var.f_copy_(&src)).map_err(|e| format!("variable '{name}': {e}"))?;
+    }
+    Ok(())
+}
+
+/// Shape, kind and finiteness of one stored tensor against its variable.
+fn check_tensor(name: &str, src: &Tensor, var: &Tensor, encoder: &str) -> std::result::Result<(), String> {
+    if src.size() != var.size() {
+        return Err(format!(
+            "variable '{name}' has shape {:?} in the file but {encoder} needs {:?}",
+            src.size(),
+            var.size()
+        ));
+    }
+    if src.kind() != Kind::Float {
+        return Err(format!(
+            "variable '{name}' is stored as {:?}, not float32",
+            src.kind()
+        ));
+    }
+    let finite = src
+        .f_isfinite()
+        .and_then(|t| t.f_all())
+        .and_then(|t| t.f_int64_value(&[]))
+        .map_err(|e| format!("variable '{name}': {e}"))?;
+    if finite == 0 {
+        return Err(format!("variable '{name}' holds NaN or infinite values"));
+    }
+    Ok(())
+}
+
+/// "a seed encoder (1x28x28 → 2)", for messages.
+fn describe(spec: &EncoderSpec) -> String {
+    format!(
+        "a {} encoder ({}x{}x{} → {})",
+        spec.arch, spec.in_channels, spec.height, spec.width, spec.embedding_dim
+    )
+}
+
+/// "'a', 'b', 'c', …": at most the first three names, so a whole other
+/// network is not listed.
+fn first_few(names: &[&str]) -> String {
+    let mut shown: Vec<String> = names.iter().take(3).map(|n| format!("'{n}'")).collect();
+    if names.len() > 3 {
+        shown.push("…".into());
+    }
+    shown.join(", ")
+}

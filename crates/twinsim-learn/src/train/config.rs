@@ -1,0 +1,217 @@
+//! What a training run does: options as given (command line or TOML file,
+//! every field optional) and the resolved configuration a run records.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LearnError, Result};
+
+/// Training options as the user gives them. The same names are the
+/// `twinsim train` flags and the keys of a `--config` TOML file (unknown keys
+/// are an error); flags given on the command line win over the file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrainOptions {
+    /// Dataset to train on, NAME[:SPLIT] (mnist, fashion-mnist, cifar10, cifar100, ./photos) [default: mnist].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub dataset: Option<String>,
+    /// Encoder: seed, cnn, resnet [default: cnn for grey images, resnet for colour].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub arch: Option<String>,
+    /// Loss: seed-contrastive, contrastive, triplet, angular, multi-similarity, supcon,
+    /// normalized-softmax, arcface, cosface [default: multi-similarity].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub loss: Option<String>,
+    /// Triplet mining: batch-all, batch-hard, semi-hard [default: batch-all].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub miner: Option<String>,
+    /// Loss margin (contrastive, triplet, arcface, cosface) [default: the loss's own].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub margin: Option<f64>,
+    /// Batch sampler: pairs, balanced-pairs, pk [default: pairs for seed-contrastive, else pk].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub sampler: Option<String>,
+    /// Images per class in a pk batch (P = batch-size / K) [default: 32].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub per_class_batch: Option<usize>,
+    /// Passes over the training data [default: 4].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub epochs: Option<usize>,
+    /// Images per batch (pairs count twice) [default: 256].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate [default: 0.002].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub lr: Option<f64>,
+    /// Optimizer: adamw, adam, sgd [default: adamw].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub optimizer: Option<String>,
+    /// Weight decay (decoupled for adamw) [default: 0.0001].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate schedule: cosine (with warm-up), constant [default: cosine].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub schedule: Option<String>,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999) and save it.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub ema: Option<f64>,
+    /// Embedding dimension [default: 128; 2 for the seed network].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub embedding_dim: Option<i64>,
+    /// Seed for weights, batches and augmentation [default: 0].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub seed: Option<u64>,
+    /// Device: cpu, cuda, cuda:N, auto [default: auto].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub device: Option<String>,
+    /// Arithmetic: auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16 [default: auto].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub precision: Option<String>,
+    /// Same results on every run with the same seed (fixed threads, deterministic kernels).
+    #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true"))]
+    pub deterministic: Option<bool>,
+    /// Augmentation: auto (crop+flip for colour, none for grey), none, crop-flip, shift [default: auto].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub augment: Option<String>,
+    /// Share of train held out for the per-epoch validation metric [default: 0.1].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub val_fraction: Option<f64>,
+    /// Train on these classes only (0-4, cat,dog): leave the others for class-disjoint evaluation.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub classes: Option<String>,
+    /// Use at most N training images per class.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub per_class: Option<usize>,
+    /// CPU threads for libtorch [default: all cores].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub threads: Option<usize>,
+    /// Run directory to write [default: runs/<dataset>-<arch>-<loss>-<n>].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub out: Option<PathBuf>,
+}
+
+impl TrainOptions {
+    /// Reads a TOML file of options; unknown keys are an error naming them.
+    pub fn from_toml_file(path: &Path) -> Result<TrainOptions> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            LearnError::config(
+                format!("cannot read config {}: {e}", path.display()),
+                "check the --config path",
+            )
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            LearnError::config(
+                format!("config {}: {}", path.display(), e.message()),
+                "keys are the `twinsim train` option names, e.g. batch-size = 256 (see twinsim train --help)",
+            )
+        })
+    }
+
+    /// `self` with every option it leaves unset taken from `base`.
+    pub fn over(self, base: TrainOptions) -> TrainOptions {
+        let mut merged = serde_json::to_value(base).expect("options serialise");
+        let top = serde_json::to_value(self).expect("options serialise");
+        if let (Some(m), Some(t)) = (merged.as_object_mut(), top.as_object()) {
+            for (k, v) in t.iter().filter(|(_, v)| !v.is_null()) {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(merged).expect("merged options deserialise")
+    }
+}
+
+/// A fully resolved training configuration: what `config.json` records and
+/// `--resume` restores.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct TrainConfig {
+    pub dataset: String,
+    pub arch: String,
+    pub loss: String,
+    pub miner: Option<String>,
+    pub margin: Option<f64>,
+    pub sampler: String,
+    pub per_class_batch: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: String,
+    pub weight_decay: f64,
+    pub schedule: String,
+    pub ema: Option<f64>,
+    pub embedding_dim: i64,
+    pub seed: u64,
+    pub device: String,
+    pub precision: String,
+    pub deterministic: bool,
+    pub augment: String,
+    pub val_fraction: f64,
+    pub classes: Option<String>,
+    pub per_class: Option<usize>,
+    pub threads: Option<usize>,
+    pub out: PathBuf,
+}
+
+impl TrainOptions {
+    /// Fills every unset option with its default; `colour` says whether the
+    /// dataset's images have 3 channels (it picks the encoder).
+    pub fn resolve(self, colour: bool) -> TrainConfig {
+        let dataset = self.dataset.unwrap_or_else(|| "mnist".into());
+        let arch = self
+            .arch
+            .unwrap_or_else(|| if colour { "resnet" } else { "cnn" }.into());
+        let loss = self.loss.unwrap_or_else(|| "multi-similarity".into());
+        let sampler = self
+            .sampler
+            .unwrap_or_else(|| if loss == "seed-contrastive" { "pairs" } else { "pk" }.into());
+        let embedding_dim = self.embedding_dim.unwrap_or(if arch == "seed" { 2 } else { 128 });
+        let out = self.out.unwrap_or_else(|| next_run_dir(&dataset, &arch, &loss));
+        TrainConfig {
+            miner: self.miner,
+            margin: self.margin,
+            per_class_batch: self.per_class_batch.unwrap_or(32),
+            epochs: self.epochs.unwrap_or(4),
+            batch_size: self.batch_size.unwrap_or(256),
+            lr: self.lr.unwrap_or(2e-3),
+            optimizer: self.optimizer.unwrap_or_else(|| "adamw".into()),
+            weight_decay: self.weight_decay.unwrap_or(1e-4),
+            schedule: self.schedule.unwrap_or_else(|| "cosine".into()),
+            ema: self.ema,
+            seed: self.seed.unwrap_or(0),
+            device: self.device.unwrap_or_else(|| "auto".into()),
+            precision: self.precision.unwrap_or_else(|| "auto".into()),
+            deterministic: self.deterministic.unwrap_or(false),
+            augment: self.augment.unwrap_or_else(|| "auto".into()),
+            val_fraction: self.val_fraction.unwrap_or(0.1),
+            classes: self.classes,
+            per_class: self.per_class,
+            threads: self.threads,
+            dataset,
+            arch,
+            loss,
+            sampler,
+            embedding_dim,
+            out,
+        }
+    }
+}
+
+/// `runs/<dataset>-<arch>-<loss>-<n>` with the first n not taken.
+fn next_run_dir(dataset: &str, arch: &str, loss: &str) -> PathBuf {
+    let stem: String = dataset
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (1..)
+        .map(|n| PathBuf::from("runs").join(format!("{}-{arch}-{loss}-{n}", stem.trim_matches('_'))))
+        .find(|p| !p.exists())
+        .expect("some run number is free")
+}

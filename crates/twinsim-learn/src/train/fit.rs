@@ -1,0 +1,430 @@
+//! The training loop: data and model set-up, epochs, validation, checkpoints.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tch::{nn, Device, Kind, Tensor};
+use twinsim_data::{Dataset, DatasetSpec, LoadOptions, Selection, SplitName};
+
+use super::augment::Augment;
+use super::checkpoint::{self, Progress};
+use super::config::{TrainConfig, TrainOptions};
+use super::ema::Ema;
+use super::optimizer::{all_finite, Optimizer};
+use super::run_dir::{EpochMetrics, RunDir};
+use super::schedule::Schedule;
+use crate::encoders::EncoderSpec;
+use crate::error::{LearnError, Result};
+use crate::losses::{self, Loss, LossConfig};
+use crate::miners::Miner;
+use crate::model::{Distance, Model, ModelCard, Preprocess};
+use crate::samplers::{self, Sampler, SamplerConfig};
+use crate::{metrics, parse_device, tensor};
+
+/// What `twinsim train` asks for.
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    /// Options from the command line and config file, merged.
+    pub options: TrainOptions,
+    /// Continue this run directory from its last checkpoint instead.
+    pub resume: Option<PathBuf>,
+    /// How to find and read data (its selection is set from the config).
+    pub data: LoadOptions,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What a finished run achieved; also written to `summary.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub config: TrainConfig,
+    pub epochs: Vec<EpochMetrics>,
+    /// Precision@1 of test images as queries against the training images as
+    /// gallery (the standard protocol), with the run's class selection.
+    pub test_precision_at_1: f64,
+    /// Where the training data came from.
+    pub data_origin: String,
+    pub train_images: usize,
+}
+
+/// Everything a run trains and checkpoints.
+struct Parts {
+    model: Model,
+    loss_vs: nn::VarStore,
+    loss: Box<dyn Loss>,
+    miner: Option<Box<dyn Miner>>,
+    optimizer: Optimizer,
+    ema: Option<Ema>,
+}
+
+/// Trains a model as `req` asks; returns when the last epoch is done and the
+/// model is saved in the run directory.
+pub fn train(req: TrainRequest) -> Result<RunSummary> {
+    let resumed = req.resume.as_deref().map(RunDir::open).transpose()?;
+    let dataset = match &resumed {
+        Some((_, cfg)) => cfg.dataset.clone(),
+        None => req.options.dataset.clone().unwrap_or_else(|| "mnist".into()),
+    };
+    let spec: DatasetSpec = dataset.parse()?;
+    let selection = |cfg: Option<&TrainConfig>, opts: &TrainOptions| Selection {
+        classes: cfg.map_or(opts.classes.clone(), |c| c.classes.clone()),
+        per_class: cfg.map_or(opts.per_class, |c| c.per_class),
+        val_fraction: cfg.map_or(opts.val_fraction.unwrap_or(0.1), |c| c.val_fraction),
+        seed: cfg.map_or(opts.seed.unwrap_or(0), |c| c.seed),
+    };
+    let mut data = req.data.clone();
+    data.selection = selection(resumed.as_ref().map(|(_, c)| c), &req.options);
+    let fit = twinsim_data::load(&spec.with_split(SplitName::Fit), &data)?;
+    let val = twinsim_data::load(&spec.with_split(SplitName::Val), &data)?;
+    let colour = fit.images.shape().channels == 3;
+    let cfg = match &resumed {
+        Some((_, cfg)) => cfg.clone(),
+        None => req.options.clone().resolve(colour),
+    };
+    // Everything that can be wrong with the configuration fails here, before
+    // a run directory is created.
+    let device = set_up_runtime(&cfg)?;
+    let mut parts = build(&cfg, &fit, device)?;
+    let sampler = samplers::build(
+        &SamplerConfig {
+            name: &cfg.sampler,
+            batch_size: cfg.batch_size,
+            per_class: cfg.per_class_batch,
+            seed: cfg.seed,
+        },
+        &fit.labels,
+        fit.classes.len(),
+    )?;
+    check_pairs(&cfg)?;
+    let augment = Augment::parse(&cfg.augment, fit.images.shape().channels as i64)?;
+    let steps_per_epoch = sampler.epoch(0).len() as u64;
+    let schedule = Schedule::new(&cfg.schedule, cfg.lr, steps_per_epoch * cfg.epochs as u64)?;
+    let dir = match resumed {
+        Some((dir, _)) => dir,
+        None => RunDir::create(&cfg.out, &cfg)?,
+    };
+    let mut progress = Progress {
+        epochs_done: 0,
+        steps: 0,
+        train_seconds: 0.0,
+    };
+    if req.resume.is_some() {
+        progress = restore(&dir, &mut parts)?;
+    }
+    let mut epochs = dir.truncate_metrics(progress.epochs_done)?;
+    let loop_ = Loop {
+        cfg: &cfg,
+        device,
+        sampler: sampler.as_ref(),
+        augment,
+        schedule,
+        images: tensor::images_tensor(&fit.images, device),
+        labels: tensor::labels_tensor(&fit.labels, device),
+        show_progress: req.progress,
+    };
+    for epoch in progress.epochs_done..cfg.epochs {
+        let (loss, seconds, images) = loop_.epoch(epoch, &mut parts, &mut progress.steps)?;
+        progress.train_seconds += seconds;
+        progress.epochs_done = epoch + 1;
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            loss,
+            val_precision_at_1: with_average(&mut parts, |p| validate(&p.model, &val)),
+            lr: schedule.lr(progress.steps.saturating_sub(1)),
+            epoch_seconds: seconds,
+            train_seconds: progress.train_seconds,
+            images_per_second: images as f64 / seconds.max(1e-9),
+        };
+        tracing::info!(
+            "epoch {}: loss {:.4}, val P@1 {:.4}, {:.1}s",
+            m.epoch,
+            m.loss,
+            m.val_precision_at_1,
+            seconds
+        );
+        dir.append_metrics(&m)?;
+        checkpoint::save(&dir.path, &checkpoint_tensors(&parts), &progress)?;
+        epochs.push(m);
+    }
+    finish(&spec, &data, dir, cfg, parts, epochs, &fit)
+}
+
+/// Threads, seeds and determinism; returns the device.
+fn set_up_runtime(cfg: &TrainConfig) -> Result<Device> {
+    if let Some(n) = cfg.threads {
+        tch::set_num_threads(n as i32);
+    }
+    let device = parse_device(&cfg.device)
+        .map_err(|e| LearnError::config(e, "pass --device cpu, or a GPU libtorch sees"))?;
+    if cfg.deterministic {
+        tch::Cuda::cudnn_set_benchmark(false);
+    }
+    tch::manual_seed(cfg.seed as i64);
+    Ok(device)
+}
+
+/// Builds the model, loss, miner, optimizer and weight average.
+fn build(cfg: &TrainConfig, fit: &Dataset, device: Device) -> Result<Parts> {
+    let shape = fit.images.shape();
+    let euclidean = cfg.loss == "seed-contrastive";
+    let card = ModelCard {
+        format_version: 1,
+        encoder: EncoderSpec {
+            arch: cfg.arch.clone(),
+            in_channels: shape.channels as i64,
+            height: shape.height as i64,
+            width: shape.width as i64,
+            embedding_dim: cfg.embedding_dim,
+        },
+        preprocess: Preprocess::fit(&fit.images),
+        distance: if euclidean {
+            Distance::Euclidean
+        } else {
+            Distance::Cosine
+        },
+        normalize: !euclidean,
+        classes: fit.classes.clone(),
+        dataset: cfg.dataset.clone(),
+        loss: cfg.loss.clone(),
+        extra: Default::default(),
+    };
+    let model = Model::new(card, device)?;
+    let loss_vs = nn::VarStore::new(device);
+    let loss_cfg: LossConfig = serde_json::from_value(serde_json::json!({
+        "name": cfg.loss, "margin": cfg.margin, "miner": cfg.miner,
+    }))
+    .map_err(|e| LearnError::config(format!("loss options: {e}"), "see twinsim train --help"))?;
+    let loss = losses::build(
+        &loss_cfg,
+        &loss_vs.root(),
+        cfg.embedding_dim,
+        fit.classes.len() as i64,
+    )?;
+    let miner = loss_cfg.build_miner()?;
+    let mut params = named(&model.vs, "model.", true);
+    params.extend(named(&loss_vs, "loss.", true));
+    let optimizer = Optimizer::new(&cfg.optimizer, params, cfg.weight_decay)?;
+    let ema = cfg.ema.map(|d| Ema::new(d, &named(&model.vs, "", false)));
+    Ok(Parts {
+        model,
+        loss_vs,
+        loss,
+        miner,
+        optimizer,
+        ema,
+    })
+}
+
+/// Seed-contrastive pairs item i with item i + B/2: only pair samplers batch that way.
+fn check_pairs(cfg: &TrainConfig) -> Result<()> {
+    if cfg.loss == "seed-contrastive" && !cfg.sampler.ends_with("pairs") {
+        return Err(LearnError::config(
+            format!(
+                "loss seed-contrastive needs batches of pairs, but the sampler is '{}'",
+                cfg.sampler
+            ),
+            "use --sampler pairs (the seed's) or balanced-pairs",
+        ));
+    }
+    Ok(())
+}
+
+/// A VarStore's variables as (prefix + name, tensor), sorted by name so the
+/// order never depends on hashing; `trainable` keeps only those with gradients.
+fn named(vs: &nn::VarStore, prefix: &str, trainable: bool) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| !trainable || t.requires_grad())
+        .map(|(n, t)| (format!("{prefix}{n}"), t))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+fn checkpoint_tensors(p: &Parts) -> Vec<(String, Tensor)> {
+    let mut all = named(&p.model.vs, "model.", false);
+    all.extend(named(&p.loss_vs, "loss.", false));
+    all.extend(p.optimizer.state());
+    if let Some(ema) = &p.ema {
+        all.extend(ema.state());
+    }
+    all
+}
+
+/// Loads the run's checkpoint into `parts`; returns the progress it records.
+fn restore(dir: &RunDir, parts: &mut Parts) -> Result<Progress> {
+    let (saved, progress) = checkpoint::load(&dir.path)?;
+    let mut targets = named(&parts.model.vs, "model.", false);
+    targets.extend(named(&parts.loss_vs, "loss.", false));
+    if let Some(ema) = &parts.ema {
+        targets.extend(ema.state());
+    }
+    checkpoint::restore(&targets, &saved, &dir.path)?;
+    parts.optimizer.load_state(&saved)?;
+    tracing::info!(
+        "resuming {} after epoch {}",
+        dir.path.display(),
+        progress.epochs_done
+    );
+    Ok(progress)
+}
+
+/// Runs `f` with the weight average swapped into the model (when there is one).
+fn with_average<T>(p: &mut Parts, f: impl FnOnce(&Parts) -> T) -> T {
+    let Some(ema) = &p.ema else {
+        return f(p);
+    };
+    let live = named(&p.model.vs, "", false);
+    let saved: Vec<Tensor> = live.iter().map(|(_, t)| t.detach().copy()).collect();
+    copy_into(&live, ema.averaged().iter().map(|(_, t)| t));
+    let out = f(p);
+    copy_into(&live, saved.iter());
+    out
+}
+
+fn copy_into<'a>(dst: &[(String, Tensor)], src: impl Iterator<Item = &'a Tensor>) {
+    tch::no_grad(|| {
+        for ((_, d), s) in dst.iter().zip(src) {
+            d.shallow_clone().copy_(s);
+        }
+    });
+}
+
+/// Precision@1 of the validation split against itself, leave-one-out.
+fn validate(model: &Model, val: &Dataset) -> f64 {
+    let emb = model.embed_images(&val.images, 512);
+    let labels = tensor::labels_tensor(&val.labels, Device::Cpu);
+    metrics::precision_at_1(&emb, &labels, &emb, &labels, model.card.distance, true)
+}
+
+/// The per-epoch machinery that does not change during a run.
+struct Loop<'a> {
+    cfg: &'a TrainConfig,
+    device: Device,
+    sampler: &'a dyn Sampler,
+    augment: Augment,
+    schedule: Schedule,
+    /// The whole training split on the device, uint8 (N, C, H, W), and labels (N,).
+    images: Tensor,
+    labels: Tensor,
+    show_progress: bool,
+}
+
+impl Loop<'_> {
+    /// One epoch; returns (mean loss, seconds, images seen).
+    fn epoch(&self, epoch: usize, p: &mut Parts, steps: &mut u64) -> Result<(f64, f64, usize)> {
+        let batches = self.sampler.epoch(epoch as u64);
+        let bar = self.bar(epoch, batches.len());
+        let start = Instant::now();
+        let (mut total, mut seen) = (0.0, 0usize);
+        for (i, batch) in batches.iter().enumerate() {
+            // Per-batch seeds make augmentation repeat exactly after a resume.
+            tch::manual_seed(mix(self.cfg.seed, epoch as u64, i as u64));
+            let loss = self.step(batch, p, *steps)?;
+            *steps += 1;
+            total += loss;
+            seen += batch.len();
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4}  {:.0} img/s",
+                total / (i + 1) as f64,
+                seen as f64 / start.elapsed().as_secs_f64().max(1e-9)
+            ));
+        }
+        bar.finish_and_clear();
+        Ok((
+            total / batches.len().max(1) as f64,
+            start.elapsed().as_secs_f64(),
+            seen,
+        ))
+    }
+
+    /// One optimizer step on the items `batch`; returns the loss.
+    fn step(&self, batch: &[usize], p: &mut Parts, step: u64) -> Result<f64> {
+        let idx: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
+        let idx = Tensor::from_slice(&idx).to_device(self.device);
+        let x = self.augment.apply(&self.images.index_select(0, &idx));
+        let y = self.labels.index_select(0, &idx);
+        let emb = p.model.embed(&x, true).to_kind(Kind::Float);
+        let mined = p.miner.as_ref().map(|m| m.mine(&emb.detach(), &y));
+        let loss = p.loss.compute(&emb, &y, mined.as_ref());
+        if !all_finite(&loss) {
+            return Err(LearnError::Diverged {
+                reason: format!("the loss became {} at step {step}", loss.double_value(&[])),
+                hint: "lower --lr (or change the loss); the last checkpoint, from the last finished epoch, is intact and --resume continues from it".into(),
+            });
+        }
+        p.optimizer.zero_grad();
+        loss.backward();
+        p.optimizer.step(self.schedule.lr(step));
+        if let Some(ema) = &mut p.ema {
+            ema.update(&named(&p.model.vs, "", false));
+        }
+        Ok(loss.double_value(&[]))
+    }
+
+    fn bar(&self, epoch: usize, len: usize) -> ProgressBar {
+        if !self.show_progress {
+            return ProgressBar::hidden();
+        }
+        let bar =
+            ProgressBar::new(len as u64).with_prefix(format!("epoch {}/{}", epoch + 1, self.cfg.epochs));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}  ETA {eta}")
+                .expect("template is valid")
+                .progress_chars("=> "),
+        );
+        bar
+    }
+}
+
+/// A 64-bit seed from (seed, epoch, batch), well mixed (SplitMix64 finaliser).
+fn mix(seed: u64, epoch: u64, batch: u64) -> i64 {
+    let mut z = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ batch.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as i64 & i64::MAX
+}
+
+/// Saves the model (the weight average when there is one), measures it on
+/// the standard protocol, and writes `summary.json`.
+fn finish(
+    spec: &DatasetSpec,
+    data: &LoadOptions,
+    dir: RunDir,
+    cfg: TrainConfig,
+    mut parts: Parts,
+    epochs: Vec<EpochMetrics>,
+    fit: &Dataset,
+) -> Result<RunSummary> {
+    let test_precision_at_1 = with_average(&mut parts, |p| -> Result<f64> {
+        p.model.save(&dir.path)?;
+        let gallery = twinsim_data::load(&spec.with_split(SplitName::Train), data)?;
+        let test = twinsim_data::load(&spec.with_split(SplitName::Test), data)?;
+        let g = p.model.embed_images(&gallery.images, 512);
+        let q = p.model.embed_images(&test.images, 512);
+        Ok(metrics::precision_at_1(
+            &q,
+            &tensor::labels_tensor(&test.labels, Device::Cpu),
+            &g,
+            &tensor::labels_tensor(&gallery.labels, Device::Cpu),
+            p.model.card.distance,
+            false,
+        ))
+    })?;
+    let summary = RunSummary {
+        run_dir: dir.path.clone(),
+        config: cfg,
+        epochs,
+        test_precision_at_1,
+        data_origin: fit.origin.to_string(),
+        train_images: fit.len(),
+    };
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    twinsim_data::atomic::write_bytes(&dir.path.join("summary.json"), &json)?;
+    Ok(summary)
+}

@@ -1,0 +1,6 @@
+//! Lets the twinsim binary find libtorch at run time.
+fn main() {
+    twinsim_link_libtorch();
+}
+
+include!("../../scripts/link_libtorch.rs");

@@ -1,0 +1,48 @@
+//! One module per subcommand; each turns its arguments into library calls.
+
+mod datasets;
+mod train;
+
+use twinsim_data::folder::FolderOptions;
+use twinsim_data::{LoadOptions, Selection};
+
+use crate::cli::{Cli, Command, FolderArgs, GlobalArgs, SelectArgs};
+
+/// Runs the subcommand `cli` names.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Datasets(args) => datasets::run(&cli.global, args),
+        Command::Train(args) => train::run(&cli.global, args),
+    }
+}
+
+/// The data options of a command that selects part of a dataset.
+pub fn select_options(global: &GlobalArgs, select: &SelectArgs) -> LoadOptions {
+    let mut opts = load_options(global, &select.folder);
+    opts.selection = Selection {
+        classes: select.classes.clone(),
+        per_class: select.per_class,
+        val_fraction: select.val_fraction,
+        seed: select.seed,
+    };
+    opts
+}
+
+/// How every command finds datasets and reads image folders.
+pub fn load_options(global: &GlobalArgs, folder: &FolderArgs) -> LoadOptions {
+    let opts = LoadOptions::from_env(global.data_dir.clone());
+    LoadOptions {
+        folder: FolderOptions {
+            height: folder.image_size,
+            width: folder.image_size,
+            channels: usize::from(folder.channels),
+            cache_dir: if folder.no_cache {
+                None
+            } else {
+                opts.folder.cache_dir.clone()
+            },
+            ..opts.folder.clone()
+        },
+        ..opts
+    }
+}

@@ -1,0 +1,187 @@
+//! `twinsim train` end to end on the embedded MNIST sample: the run
+//! directory, resuming after SIGKILL, and configurations that cannot work.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{assert_user_error, run, twinsim};
+use serde_json::Value;
+
+/// A small, deterministic run: 100 images per class of the embedded sample.
+const SMALL: &[&str] = &[
+    "train",
+    "--dataset",
+    "mnist-sample",
+    "--per-class",
+    "100",
+    "--batch-size",
+    "64",
+    "--per-class-batch",
+    "8",
+    "--deterministic",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
+];
+
+fn metrics_lines(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn training_writes_a_complete_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, stdout, err) = run(twinsim(tmp.path())
+        .args(SMALL)
+        .args(["--epochs", "2", "--json", "--out"])
+        .arg(&out));
+    assert!(ok, "{err}");
+    let summary: Value = serde_json::from_str(&stdout).expect("one JSON object");
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "model.json",
+        "last.safetensors",
+        "summary.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(metrics_lines(&out).len(), 2);
+    let config: Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["arch"], "cnn");
+    assert_eq!(config["loss"], "multi-similarity");
+    let p1 = summary["test_precision_at_1"].as_f64().unwrap();
+    // Far above chance (0.1) after two short epochs on 1,000 images.
+    assert!(p1 > 0.6, "test P@1 {p1}");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_same_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |out: &Path| {
+        let mut v: Vec<String> = SMALL.iter().map(|s| s.to_string()).collect();
+        v.retain(|a| a != "100");
+        v.retain(|a| a != "--per-class");
+        v.extend(["--epochs", "3", "--out"].map(String::from));
+        v.push(out.display().to_string());
+        v
+    };
+    let whole = tmp.path().join("whole");
+    let (ok, _, err) = run(twinsim(tmp.path()).args(args(&whole)));
+    assert!(ok, "{err}");
+
+    let killed = tmp.path().join("killed");
+    let mut child = twinsim(tmp.path())
+        .args(args(&killed))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while metrics_lines(&killed).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "epochs never finished"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // into epoch 3
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !killed.join("summary.json").exists(),
+        "the run finished before the kill"
+    );
+
+    let (ok, _, err) = run(twinsim(tmp.path()).arg("train").arg("--resume").arg(&killed));
+    assert!(ok, "{err}");
+    assert_eq!(
+        metrics_lines(&killed),
+        metrics_lines(&whole),
+        "per-epoch metrics differ after resume"
+    );
+    let p1 = |d: &Path| -> f64 {
+        let v: Value = serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap();
+        v["test_precision_at_1"].as_f64().unwrap()
+    };
+    assert_eq!(p1(&killed), p1(&whole));
+}
+
+#[test]
+fn configurations_that_cannot_work_fail_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad_toml = tmp.path().join("bad.toml");
+    std::fs::write(&bad_toml, "batch-size = 64\nlearning-rate = 0.1\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--batch-size".into(),
+                "384".into(),
+                "--per-class-batch".into(),
+                "32".into(),
+            ],
+            "only 10 classes",
+        ),
+        (vec!["--loss".into(), "hinge-of-doom".into()], "unknown loss"),
+        (vec!["--arch".into(), "transformer".into()], "unknown"),
+        (
+            vec![
+                "--loss".into(),
+                "seed-contrastive".into(),
+                "--sampler".into(),
+                "pk".into(),
+            ],
+            "needs batches of pairs",
+        ),
+        (
+            vec!["--config".into(), bad_toml.display().to_string()],
+            "learning-rate",
+        ),
+        (vec!["--device".into(), "cuda:7".into()], "cuda:7"),
+    ];
+    for (extra, needle) in cases {
+        let out = tmp
+            .path()
+            .join(format!("run-{}", needle.replace([' ', ':'], "_")));
+        let (ok, _, err) = run(twinsim(tmp.path())
+            .args(SMALL)
+            .args(&extra)
+            .arg("--out")
+            .arg(&out));
+        assert_user_error(ok, &err, needle);
+        assert!(
+            !out.join("last.safetensors").exists(),
+            "{needle}: training started"
+        );
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args(SMALL)
+        .args(["--lr", "1e30", "--epochs", "1", "--out"])
+        .arg(&out));
+    assert_user_error(ok, &err, "the loss became");
+    assert!(!out.join("model.safetensors").exists());
+}
