@@ -3,6 +3,7 @@
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 use twinsim_data::DataError;
+use twinsim_learn::LearnError;
 
 /// Logs go to stderr, compact: warnings by default, more with -v.
 pub fn init_logging(verbose: u8, quiet: bool) {
@@ -27,11 +28,12 @@ pub fn print_error(err: &anyhow::Error) {
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
-    if let Some(hint) = err
-        .chain()
-        .find_map(|e| e.downcast_ref::<DataError>())
-        .and_then(DataError::hint)
-    {
+    let hint = err.chain().find_map(|e| {
+        e.downcast_ref::<LearnError>()
+            .and_then(LearnError::hint)
+            .or_else(|| e.downcast_ref::<DataError>().and_then(DataError::hint))
+    });
+    if let Some(hint) = hint {
         eprintln!("  hint: {hint}");
     }
 }

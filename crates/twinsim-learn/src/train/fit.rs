@@ -23,6 +23,11 @@ use crate::model::{Distance, Model, ModelCard, Preprocess};
 use crate::samplers::{self, Sampler, SamplerConfig};
 use crate::{metrics, parse_device, tensor};
 
+/// Images per batch when embedding for evaluation: small enough that each
+/// layer's activations stay under glibc's 32 MB mmap threshold and are
+/// recycled, instead of being page-faulted in afresh for every batch.
+const EVAL_BATCH: usize = 200;
+
 /// What `twinsim train` asks for.
 #[derive(Clone, Debug)]
 pub struct TrainRequest {
@@ -296,7 +301,7 @@ fn copy_into<'a>(dst: &[(String, Tensor)], src: impl Iterator<Item = &'a Tensor>
 
 /// Precision@1 of the validation split against itself, leave-one-out.
 fn validate(model: &Model, val: &Dataset) -> f64 {
-    let emb = model.embed_images(&val.images, 512);
+    let emb = model.embed_images(&val.images, EVAL_BATCH);
     let labels = tensor::labels_tensor(&val.labels, Device::Cpu);
     metrics::precision_at_1(&emb, &labels, &emb, &labels, model.card.distance, true)
 }
@@ -405,8 +410,8 @@ fn finish(
         p.model.save(&dir.path)?;
         let gallery = twinsim_data::load(&spec.with_split(SplitName::Train), data)?;
         let test = twinsim_data::load(&spec.with_split(SplitName::Test), data)?;
-        let g = p.model.embed_images(&gallery.images, 512);
-        let q = p.model.embed_images(&test.images, 512);
+        let g = p.model.embed_images(&gallery.images, EVAL_BATCH);
+        let q = p.model.embed_images(&test.images, EVAL_BATCH);
         Ok(metrics::precision_at_1(
             &q,
             &tensor::labels_tensor(&test.labels, Device::Cpu),
