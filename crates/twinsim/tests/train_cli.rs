@@ -66,6 +66,15 @@ fn training_writes_a_complete_run_directory() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // A checkpoint whose shapes disagree with the configuration is refused by name.
+    let config_path = out.join("config.json");
+    let edited = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace("\"embedding-dim\": 128", "\"embedding-dim\": 64");
+    std::fs::write(&config_path, edited).unwrap();
+    let (ok, _, err) = run(twinsim(tmp.path()).arg("train").arg("--resume").arg(&out));
+    assert_user_error(ok, &err, "shape");
 }
 
 #[test]

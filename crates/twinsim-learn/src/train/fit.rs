@@ -13,6 +13,7 @@ use super::checkpoint::{self, Progress};
 use super::config::{TrainConfig, TrainOptions};
 use super::ema::Ema;
 use super::optimizer::{all_finite, Optimizer};
+use super::precision::Precision;
 use super::run_dir::{EpochMetrics, RunDir};
 use super::schedule::Schedule;
 use crate::encoders::EncoderSpec;
@@ -105,6 +106,7 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     )?;
     check_pairs(&cfg)?;
     let augment = Augment::parse(&cfg.augment, fit.images.shape().channels as i64)?;
+    let precision = Precision::new(&cfg.precision, device)?;
     let steps_per_epoch = sampler.epoch(0).len() as u64;
     let schedule = Schedule::new(&cfg.schedule, cfg.lr, steps_per_epoch * cfg.epochs as u64)?;
     let dir = match resumed {
@@ -120,7 +122,8 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         progress = restore(&dir, &mut parts)?;
     }
     let mut epochs = dir.truncate_metrics(progress.epochs_done)?;
-    let loop_ = Loop {
+    let mut loop_ = Loop {
+        precision,
         cfg: &cfg,
         device,
         sampler: sampler.as_ref(),
@@ -309,6 +312,7 @@ fn validate(model: &Model, val: &Dataset) -> f64 {
 /// The per-epoch machinery that does not change during a run.
 struct Loop<'a> {
     cfg: &'a TrainConfig,
+    precision: Precision,
     device: Device,
     sampler: &'a dyn Sampler,
     augment: Augment,
@@ -321,7 +325,7 @@ struct Loop<'a> {
 
 impl Loop<'_> {
     /// One epoch; returns (mean loss, seconds, images seen).
-    fn epoch(&self, epoch: usize, p: &mut Parts, steps: &mut u64) -> Result<(f64, f64, usize)> {
+    fn epoch(&mut self, epoch: usize, p: &mut Parts, steps: &mut u64) -> Result<(f64, f64, usize)> {
         let batches = self.sampler.epoch(epoch as u64);
         let bar = self.bar(epoch, batches.len());
         let start = Instant::now();
@@ -349,12 +353,12 @@ impl Loop<'_> {
     }
 
     /// One optimizer step on the items `batch`; returns the loss.
-    fn step(&self, batch: &[usize], p: &mut Parts, step: u64) -> Result<f64> {
+    fn step(&mut self, batch: &[usize], p: &mut Parts, step: u64) -> Result<f64> {
         let idx: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
         let idx = Tensor::from_slice(&idx).to_device(self.device);
         let x = self.augment.apply(&self.images.index_select(0, &idx));
         let y = self.labels.index_select(0, &idx);
-        let emb = p.model.embed(&x, true).to_kind(Kind::Float);
+        let emb = tch::autocast(self.precision.autocast, || p.model.embed(&x, true)).to_kind(Kind::Float);
         let mined = p.miner.as_ref().map(|m| m.mine(&emb.detach(), &y));
         let loss = p.loss.compute(&emb, &y, mined.as_ref());
         if !all_finite(&loss) {
@@ -364,8 +368,11 @@ impl Loop<'_> {
             });
         }
         p.optimizer.zero_grad();
-        loss.backward();
-        p.optimizer.step(self.schedule.lr(step));
+        (&loss * self.precision.scale).backward();
+        let finite = !self.precision.is_scaling() || p.optimizer.unscale(self.precision.scale);
+        if self.precision.update(finite) {
+            p.optimizer.step(self.schedule.lr(step));
+        }
         if let Some(ema) = &mut p.ema {
             ema.update(&named(&p.model.vs, "", false));
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod ema;
 mod fit;
 pub mod optimizer;
+pub mod precision;
 pub mod run_dir;
 pub mod schedule;
 

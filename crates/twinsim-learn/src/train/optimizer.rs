@@ -103,6 +103,21 @@ impl Optimizer {
         });
     }
 
+    /// Divides every gradient by `scale` (undoing loss scaling); returns
+    /// whether all of them are finite.
+    pub fn unscale(&mut self, scale: f64) -> bool {
+        tch::no_grad(|| {
+            self.params.iter().all(|(_, p)| {
+                let mut g = p.grad();
+                if !g.defined() {
+                    return true;
+                }
+                let _ = g.g_div_scalar_(scale);
+                all_finite(&g)
+            })
+        })
+    }
+
     /// Steps taken so far.
     pub fn steps(&self) -> i64 {
         self.step

@@ -1,0 +1,38 @@
+//! Loss scaling, the GPU's reduced-precision machinery, exercised on the CPU.
+
+use tch::{Device, Kind, Tensor};
+use twinsim_learn::train::optimizer::Optimizer;
+use twinsim_learn::train::precision::Precision;
+
+#[test]
+fn the_scale_halves_on_overflow_and_doubles_after_a_run_of_good_steps() {
+    let mut p = Precision::scaled(true, 8.0);
+    assert!(!p.update(false), "an overflowing step must be skipped");
+    assert_eq!(p.scale, 4.0);
+    for _ in 0..1999 {
+        assert!(p.update(true));
+    }
+    assert_eq!(p.scale, 4.0);
+    assert!(p.update(true));
+    assert_eq!(p.scale, 8.0);
+}
+
+#[test]
+fn unscaling_restores_gradients_and_spots_overflow() {
+    let w = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let mut opt = Optimizer::new("sgd", vec![("w".into(), w.shallow_clone())], 0.0).unwrap();
+    (&w * 2.0 * 1024.0).sum(Kind::Float).backward();
+    assert!(opt.unscale(1024.0));
+    assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [2.0, 2.0, 2.0]);
+    opt.zero_grad();
+    (&w * f64::from(f32::MAX) * 4.0).sum(Kind::Float).backward();
+    assert!(!opt.unscale(2.0), "infinite gradients must be reported");
+}
+
+#[test]
+fn fp16_on_the_cpu_is_refused_and_auto_is_fp32_there() {
+    assert!(Precision::new("fp16", Device::Cpu).is_err());
+    assert!(Precision::new("bf17", Device::Cpu).is_err());
+    let auto = Precision::new("auto", Device::Cpu).unwrap();
+    assert!(!auto.autocast && !auto.is_scaling() && auto.scale == 1.0);
+}
