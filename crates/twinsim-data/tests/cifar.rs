@@ -8,22 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use common::CIFAR10_CLASSES;
 use twinsim_data::archive::{self, Limits};
 use twinsim_data::cifar::{self, CifarSplit};
 use twinsim_data::{DataError, Dataset, Origin};
-
-const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
 
 /// The official MD5 of a CIFAR download, as the catalog publishes it.
 fn official_md5(file: &str) -> &'static str {

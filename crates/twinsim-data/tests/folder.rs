@@ -210,18 +210,7 @@ fn cifar_jpegs_load_as_decoded_by_the_image_crate() {
     let tmp = TempDir::new().unwrap();
     let copied = extract_cifar(tmp.path(), 50);
     assert_eq!(folder::splits(tmp.path()).unwrap(), ["train", "test"]);
-    let expected_classes = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ];
+    let expected_classes = common::CIFAR10_CLASSES;
     for split in ["train", "test"] {
         let data = folder::load(tmp.path(), split, &opts(32, 32, 3)).unwrap();
         let files = files_of(&copied, split);

@@ -43,3 +43,17 @@ pub fn official_cifar10() -> PathBuf {
     })
     .clone()
 }
+
+/// CIFAR-10's classes in label order.
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];

@@ -75,6 +75,15 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         None => req.options.dataset.clone().unwrap_or_else(|| "mnist".into()),
     };
     let spec: DatasetSpec = dataset.parse()?;
+    if spec.split != SplitName::Train {
+        return Err(LearnError::config(
+            format!("training reads the train split, but --dataset names '{}'", spec.split.as_str()),
+            format!(
+                "pass --dataset {} (training uses its fit part and validates on its val part)",
+                spec.name()
+            ),
+        ));
+    }
     let selection = |cfg: Option<&TrainConfig>, opts: &TrainOptions| Selection {
         classes: cfg.map_or(opts.classes.clone(), |c| c.classes.clone()),
         per_class: cfg.map_or(opts.per_class, |c| c.per_class),
