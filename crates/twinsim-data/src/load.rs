@@ -38,12 +38,14 @@ impl LoadOptions {
 
 /// Loads the split and selection `spec` and `opts` ask for.
 pub fn load(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Dataset> {
-    let base = load_base(spec, opts)?;
+    let base = load_official(spec, opts)?;
     split::apply(base, spec.split, &opts.selection)
 }
 
-/// Loads the official split (`train` or `test`) that `spec.split` comes from.
-fn load_base(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Dataset> {
+/// Loads the whole official split (`train` or `test`) that `spec.split`
+/// comes from, before any selection: what to load once when several splits
+/// are carved from it (see [`split::apply`]).
+pub fn load_official(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Dataset> {
     let split = spec.split.base();
     match &spec.source {
         Source::Sample => sample::load(split),
@@ -77,10 +79,12 @@ fn load_idx(info: &DatasetInfo, split: SplitName, opts: &LoadOptions) -> Result<
     let found = match opts.locator.locate(info) {
         Ok(found) => found,
         Err(err @ DataError::NotFound { .. }) if info.name == "mnist" && opts.allow_sample => {
-            tracing::warn!(
+            // Once per process: a command loading several splits says it once.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| tracing::warn!(
                 "{err}; using the MNIST sample embedded in twinsim (8,000 train / 2,000 test images) instead. \
                  For the full dataset pass --data-dir or let twinsim download it"
-            );
+            ));
             return sample::load(split);
         }
         Err(err) => return Err(err),

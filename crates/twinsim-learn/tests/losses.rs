@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use tch::{nn, Device, Kind, Tensor};
+use twinsim_learn::distances::Distance;
 use twinsim_learn::losses::{self, LossConfig, Mined, LOSSES};
+use twinsim_learn::miners::{Miner, SemiHardMiner};
 use twinsim_learn::LearnError;
 
 const EMBEDDING_DIM: i64 = 16;
@@ -248,13 +250,18 @@ fn check_case(name: &str, cfg: &LossConfig) {
     );
 }
 
-/// For a mined case: our miner picks PML's triplets (as a set), and the loss
-/// over them matches.
+/// For a mined case: our miner picks PML's triplets (as a set; a rule as
+/// the triplets it admits), and the loss over them matches.
 fn check_own_miner(name: &str, cfg: &LossConfig) {
     let c = case(name);
     let (e, labels) = embeddings_and_labels(c);
     let out = evaluate(cfg, c, &e, &labels, Kind::Double, Mining::Ours);
-    let ours = triplet_set(out.mined.as_ref().expect("mined"));
+    let ours = match out.mined.as_ref().expect("mined") {
+        &Mined::SemiHard { margin, distance } => {
+            triplet_set(&semi_hard_triplets(&e, &labels, margin, distance))
+        }
+        listed => triplet_set(listed),
+    };
     let pml = triplet_set(&fixture_triplets(c));
     assert!(!pml.is_empty());
     assert_eq!(ours, pml, "{name}: our miner's triplets differ from PML's");
@@ -274,6 +281,29 @@ fn triplet_set(m: &Mined) -> BTreeSet<(i64, i64, i64)> {
     let (a, p, n) = (v(anchors), v(positives), v(negatives));
     assert!(a.len() == p.len() && p.len() == n.len());
     a.into_iter().zip(p).zip(n).map(|((a, p), n)| (a, p, n)).collect()
+}
+
+/// Every valid triplet in the semi-hard window, enumerated one by one:
+/// `x[a,p] < x[a,n] ≤ x[a,p] + margin`, x the farness under `distance`.
+fn semi_hard_triplets(e: &Tensor, labels: &Tensor, margin: f64, distance: Distance) -> Mined {
+    let far = distance.farness(&e.to_kind(Kind::Double));
+    let b = labels.size()[0] as usize;
+    let x = Vec::<f64>::try_from(far.view([-1])).unwrap();
+    let l = Vec::<i64>::try_from(labels).unwrap();
+    let (mut a, mut p, mut ng) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, j, k) in (0..b).flat_map(|i| (0..b).flat_map(move |j| (0..b).map(move |k| (i, j, k)))) {
+        let (ap, an) = (x[i * b + j], x[i * b + k]);
+        if i != j && l[i] == l[j] && l[i] != l[k] && ap < an && an <= ap + margin {
+            a.push(i as i64);
+            p.push(j as i64);
+            ng.push(k as i64);
+        }
+    }
+    Mined::Triplets {
+        anchors: Tensor::from_slice(&a),
+        positives: Tensor::from_slice(&p),
+        negatives: Tensor::from_slice(&ng),
+    }
 }
 
 /// A change to a config's defaults.
@@ -564,6 +594,58 @@ fn batch_all_triplet_equals_the_listed_triplets_for_both_distances() {
         );
         let gap = relative_gap(&fast_grad, &listed_grad);
         assert!(gap <= 1e-12, "{distance}: gradient relative gap {gap:e}");
+    }
+}
+
+/// The semi-hard rule scores exactly the triplets it admits: on a random
+/// batch, the triplet and contrastive losses from the miner's rule equal
+/// those from the enumerated window, value and gradient, with either
+/// distance.
+#[test]
+fn semi_hard_rule_equals_its_listed_window() {
+    tch::manual_seed(7);
+    let e = Tensor::randn([64, EMBEDDING_DIM], (Kind::Double, Device::Cpu));
+    let labels = Tensor::arange(64, (Kind::Int64, Device::Cpu)).remainder(8);
+    let vs = nn::VarStore::new(Device::Cpu);
+    for distance in [Distance::L2, Distance::Cosine] {
+        let miner = SemiHardMiner::new(0.2, distance);
+        let rule = miner.mine(&e, &labels);
+        let listed = semi_hard_triplets(&e, &labels, 0.2, distance);
+        assert!(
+            listed.listed().unwrap() > 0,
+            "{distance:?}: an empty window checks nothing"
+        );
+        // A triplet margin above the rule's keeps the whole window non-zero;
+        // at the rule's, the hinge closes it.
+        for (name, margin) in [
+            ("triplet", Some(0.2)),
+            ("triplet", Some(0.3)),
+            ("contrastive", None),
+        ] {
+            let mut cfg = config(name);
+            cfg.margin = margin;
+            if name == "triplet" && distance == Distance::Cosine {
+                cfg.distance = Some("cosine".into());
+            }
+            let loss = losses::build(&cfg, &vs.root(), EMBEDDING_DIM, NUM_CLASSES).unwrap();
+            let run = |mined: &Mined| {
+                let e = e.detach().set_requires_grad(true);
+                let value = loss.compute(&e, &labels, Some(mined));
+                value.backward();
+                (value.double_value(&[]), e.grad())
+            };
+            let ((from_rule, rule_grad), (from_list, list_grad)) = (run(&rule), run(&listed));
+            eprintln!("semi-hard {distance:?} {name} {margin:?}: rule {from_rule}, list {from_list}");
+            assert!(
+                (from_rule - from_list).abs() <= 1e-6 * from_list.abs(),
+                "{distance:?} {name} {margin:?}: {from_rule} vs {from_list}"
+            );
+            let gap = relative_gap(&rule_grad, &list_grad);
+            assert!(
+                gap <= 1e-6,
+                "{distance:?} {name} {margin:?}: gradient relative gap {gap:e}"
+            );
+        }
     }
 }
 

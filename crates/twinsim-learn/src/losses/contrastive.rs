@@ -10,7 +10,8 @@ use crate::reducers::Reducer;
 /// max(0, neg_margin − d), d the L2 distance of normalised embeddings; each
 /// kind is averaged over its non-zero pairs and the two averages added. All
 /// ordered pairs of the batch, or the mined ones (triplets give their
-/// (anchor, positive) and (anchor, negative) pairs).
+/// (anchor, positive) and (anchor, negative) pairs, the semi-hard rule's
+/// included).
 #[derive(Debug)]
 pub(crate) struct Contrastive {
     pub(crate) pos_margin: f64,
@@ -20,7 +21,7 @@ pub(crate) struct Contrastive {
 impl Loss for Contrastive {
     fn compute(&self, embeddings: &Tensor, labels: &Tensor, mined: Option<&Mined>) -> Tensor {
         let d = Distance::L2.farness(embeddings);
-        let (pos, neg) = pair_weights(labels, mined, &d);
+        let (pos, neg) = pair_weights(embeddings, labels, mined, &d);
         let pull = (&d - self.pos_margin).relu();
         let push = (self.neg_margin - &d).relu();
         Reducer::AvgNonZero.reduce_counted(&pull, &pos) + Reducer::AvgNonZero.reduce_counted(&push, &neg)

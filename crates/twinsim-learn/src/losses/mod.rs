@@ -45,27 +45,31 @@ pub enum Mined {
         neg_a: Tensor,
         neg_b: Tensor,
     },
+    /// Every valid triplet (a, p, n) whose negative lies in the semi-hard
+    /// window `x[a,p] < x[a,n] ≤ x[a,p] + margin`, x the farness under
+    /// `distance` (for cosine, `s[a,p] − margin ≤ s[a,n] < s[a,p]`);
+    /// described by its rule because the list is Θ(B³). The triplet loss
+    /// needs `distance` to be its own; pair losses take the triplets'
+    /// (anchor, positive) and (anchor, negative) pairs.
+    SemiHard { margin: f64, distance: Distance },
 }
 
 impl Mined {
-    /// The number of triplets, or of pairs (positive and negative).
-    pub fn len(&self) -> i64 {
+    /// The number of listed triplets, or of listed pairs (positive and
+    /// negative); `None` for a rule, whose count depends on the embeddings.
+    pub fn listed(&self) -> Option<i64> {
         match self {
-            Mined::Triplets { anchors, .. } => anchors.size()[0],
-            Mined::Pairs { pos_a, neg_a, .. } => pos_a.size()[0] + neg_a.size()[0],
+            Mined::Triplets { anchors, .. } => Some(anchors.size()[0]),
+            Mined::Pairs { pos_a, neg_a, .. } => Some(pos_a.size()[0] + neg_a.size()[0]),
+            Mined::SemiHard { .. } => None,
         }
     }
 
-    /// Whether the miner chose nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// How often each ordered pair is listed, as positive and as negative
-    /// pairs: two (B, B) tensors of `like`'s kind and device. Triplets list
+    /// How often each ordered pair is chosen, as positive and as negative
+    /// pairs: two (B, B) tensors of `like`'s kind and device. Triplets give
     /// (anchor, positive) and (anchor, negative), as PML turns triplets into
-    /// pairs.
-    fn pair_counts(&self, like: &Tensor) -> (Tensor, Tensor) {
+    /// pairs; a rule is applied to `embeddings` (B, D) and `labels` (B,).
+    fn pair_counts(&self, embeddings: &Tensor, labels: &Tensor, like: &Tensor) -> (Tensor, Tensor) {
         let (pos_a, pos_b, neg_a, neg_b) = match self {
             Mined::Triplets {
                 anchors,
@@ -78,9 +82,37 @@ impl Mined {
                 neg_a,
                 neg_b,
             } => (pos_a, pos_b, neg_a, neg_b),
+            Mined::SemiHard { margin, distance } => {
+                return semi_hard_pair_counts(&distance.farness(embeddings), labels, *margin, like)
+            }
         };
         (count_matrix(pos_a, pos_b, like), count_matrix(neg_a, neg_b, like))
     }
+}
+
+/// far (B, B), labels (B,) → [`Mined::pair_counts`] for the semi-hard
+/// window of `margin`, a chunk of anchors at a time.
+fn semi_hard_pair_counts(far: &Tensor, labels: &Tensor, margin: f64, like: &Tensor) -> (Tensor, Tensor) {
+    tch::no_grad(|| {
+        let far = far.detach();
+        let (pos, neg) = class_masks(labels);
+        let (mut per_pos, mut per_neg) = (Vec::new(), Vec::new());
+        for (start, len) in miners::row_chunks(far.size()[0], far.size()[0]) {
+            let rows = |t: &Tensor| t.narrow(0, start, len);
+            let far = rows(&far);
+            let w = miners::semi_hard_window(
+                &far,
+                &rows(&pos).to_kind(far.kind()),
+                &rows(&neg).to_kind(far.kind()),
+                &(&far + margin),
+                true,
+            );
+            per_pos.push(w.per_positive);
+            per_neg.push(w.per_negative);
+        }
+        let cat = |parts: Vec<Tensor>| Tensor::cat(&parts, 0).to_kind(like.kind());
+        (cat(per_pos), cat(per_neg))
+    })
 }
 
 /// rows, cols (N,) int64 → (B, B) like `like`: how often each (row, col)
@@ -390,10 +422,16 @@ pub(crate) fn class_masks(labels: &Tensor) -> (Tensor, Tensor) {
 
 /// The pairs a pair-based loss scores, as weights (B, B) of `like`'s kind for
 /// the positive and the negative pairs: every pair the labels make, or each
-/// mined pair as often as it was listed.
-fn pair_weights(labels: &Tensor, mined: Option<&Mined>, like: &Tensor) -> (Tensor, Tensor) {
+/// mined pair as often as it was chosen (from `embeddings` (B, D), for a
+/// rule).
+fn pair_weights(
+    embeddings: &Tensor,
+    labels: &Tensor,
+    mined: Option<&Mined>,
+    like: &Tensor,
+) -> (Tensor, Tensor) {
     match mined {
-        Some(m) => m.pair_counts(like),
+        Some(m) => m.pair_counts(embeddings, labels, like),
         None => {
             let (pos, neg) = class_masks(labels);
             (pos.to_kind(like.kind()), neg.to_kind(like.kind()))

@@ -11,9 +11,9 @@
 
 use tch::Tensor;
 
-use super::{pair_weights, Loss, Mined};
+use super::{class_masks, pair_weights, Loss, Mined};
 use crate::distances::Distance;
-use crate::miners::{row_chunks, SortedRows};
+use crate::miners::{row_chunks, semi_hard_window, SortedRows};
 use crate::reducers::{avg_nonzero_from_sums, SUM_KIND};
 
 /// Listed triplets are scored this many at a time, so scratch memory stays
@@ -51,9 +51,21 @@ impl Loss for Triplet {
                     positives,
                     negatives,
                 }) => self.listed(&far, anchors, positives, negatives),
+                Some(&Mined::SemiHard { margin, distance }) => {
+                    // The window is found by sorting this loss's own farness.
+                    assert_eq!(
+                        distance, self.distance,
+                        "the semi-hard rule must use the triplet loss's distance"
+                    );
+                    let (pos, neg) = class_masks(labels);
+                    let kind = far.kind();
+                    self.by_anchors(&far, &pos.to_kind(kind), &neg.to_kind(kind), |f, p, n| {
+                        self.semi_hard_in_rows(f, p, n, margin)
+                    })
+                }
                 other => {
-                    let (pos, neg) = pair_weights(labels, other, &far);
-                    self.all(&far, &pos, &neg)
+                    let (pos, neg) = pair_weights(embeddings, labels, other, &far);
+                    self.by_anchors(&far, &pos, &neg, |f, p, n| self.all_in_rows(f, p, n))
                 }
             }
         });
@@ -62,17 +74,24 @@ impl Loss for Triplet {
 }
 
 impl Triplet {
-    /// Every triplet (a, p, n), counted `pos[a,p]·neg[a,n]` times; far, pos,
-    /// neg (B, B). A chunk of anchors at a time: each anchor's triplets
-    /// involve its own row only.
-    fn all(&self, far: &Tensor, pos: &Tensor, neg: &Tensor) -> HingeSums {
+    /// Triplets (a, p, n) counted `pos[a,p]·neg[a,n]` times; far, pos, neg
+    /// (B, B), scored by `in_rows` ([`Triplet::all_in_rows`] or
+    /// [`Triplet::semi_hard_in_rows`]) a chunk of anchors at a time: each
+    /// anchor's triplets involve its own row only.
+    fn by_anchors(
+        &self,
+        far: &Tensor,
+        pos: &Tensor,
+        neg: &Tensor,
+        in_rows: impl Fn(&Tensor, &Tensor, &Tensor) -> HingeSums,
+    ) -> HingeSums {
         let b = far.size()[0];
         let mut sum = Tensor::zeros([], (SUM_KIND, far.device()));
         let mut count = sum.zeros_like();
         let mut grad = Vec::new();
         for (start, len) in row_chunks(b, b) {
             let rows = |t: &Tensor| t.narrow(0, start, len);
-            let part = self.all_in_rows(&rows(far), &rows(pos), &rows(neg));
+            let part = in_rows(&rows(far), &rows(pos), &rows(neg));
             sum += part.sum;
             count += part.count;
             grad.push(part.grad);
@@ -84,7 +103,7 @@ impl Triplet {
         }
     }
 
-    /// [`Triplet::all`] for the anchor rows far, pos, neg (R, B). Triplet
+    /// Every triplet, for the anchor rows far, pos, neg (R, B). Triplet
     /// (a, p, n) is active when `far[a,n] < reach[a,p] = far[a,p] + margin`:
     /// with each anchor's negatives sorted, the active ones for a pair
     /// (a, p) are a prefix, found by binary search.
@@ -107,6 +126,28 @@ impl Triplet {
             sum: hinge_sum.sum(SUM_KIND),
             count: (pos * active_neg).sum(SUM_KIND),
             grad: grad.to_kind(far.kind()),
+        }
+    }
+
+    /// The triplets of the semi-hard window of `margin`, for the anchor rows
+    /// far, pos, neg (R, B). Every hinge in the window is ≥ 0, so the
+    /// window cut where the hinge turns 0 (at this loss's margin, if
+    /// narrower) holds exactly the non-zero ones, each a contiguous run of
+    /// the anchor's sorted negatives.
+    fn semi_hard_in_rows(&self, far: &Tensor, pos: &Tensor, neg: &Tensor, margin: f64) -> HingeSums {
+        let reach = far + self.margin;
+        let w = if margin < self.margin {
+            semi_hard_window(far, pos, neg, &(far + margin), true)
+        } else {
+            semi_hard_window(far, pos, neg, &reach, false)
+        };
+        let window_far = w.negatives.value_below(&w.past) - w.negatives.value_below(&w.first);
+        let pos = pos.to_kind(SUM_KIND);
+        let hinge_sum = &w.per_positive * reach.to_kind(SUM_KIND) - pos * window_far;
+        HingeSums {
+            sum: hinge_sum.sum(SUM_KIND),
+            count: w.per_positive.sum(SUM_KIND),
+            grad: (&w.per_positive - &w.per_negative).to_kind(far.kind()),
         }
     }
 

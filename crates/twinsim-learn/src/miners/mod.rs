@@ -4,12 +4,14 @@
 //! Nothing here builds a (B, B, B) tensor: each anchor's negatives are sorted
 //! once by distance (`SortedRows`), and "which negatives fall within reach
 //! of this anchor-positive pair" becomes a binary search, O(B² log B) time and
-//! O(B²) memory. The batch-all triplet loss asks the same question.
+//! O(B²) memory. The batch-all triplet loss asks the same question, and so
+//! do the losses given the semi-hard rule ([`Mined::SemiHard`]).
 
 mod batch_hard;
 mod semi_hard;
 
 pub use batch_hard::BatchHardMiner;
+pub(crate) use semi_hard::window as semi_hard_window;
 pub use semi_hard::SemiHardMiner;
 
 use tch::Tensor;
@@ -90,8 +92,6 @@ pub(crate) fn row_chunks(rows: i64, width: i64) -> impl Iterator<Item = (i64, i6
 pub(crate) struct SortedRows {
     /// (R, M): kept values ascending, then +∞ for the entries left out.
     sorted: Tensor,
-    /// (R, M) int64: the column each sorted entry came from.
-    order: Tensor,
     /// (R, M): the weight of each sorted entry, 0 for those left out.
     weights: Tensor,
 }
@@ -102,16 +102,12 @@ impl SortedRows {
     pub(crate) fn new(values: &Tensor, weights: &Tensor) -> Self {
         let (sorted, order) = values.masked_fill(&weights.eq(0.0), f64::INFINITY).sort(1, false);
         let weights = weights.gather(1, &order, false);
-        Self {
-            sorted,
-            order,
-            weights,
-        }
+        Self { sorted, weights }
     }
 
     /// queries (R, Q) → (R, Q) int64: how many kept entries of each query's
     /// row are < the query, or ≤ it when `inclusive`; also the position of
-    /// the first entry past it in [`SortedRows::order`].
+    /// the first sorted entry past it.
     pub(crate) fn rank(&self, queries: &Tensor, inclusive: bool) -> Tensor {
         let side = if inclusive { "right" } else { "left" };
         queries
@@ -136,11 +132,6 @@ impl SortedRows {
     /// (R, 1) float64: the total weight of each row's kept entries.
     pub(crate) fn weight_total(&self) -> Tensor {
         self.weights.sum_dim_intlist(1, true, SUM_KIND)
-    }
-
-    /// (R, M) int64: the column of each sorted entry.
-    pub(crate) fn order(&self) -> &Tensor {
-        &self.order
     }
 }
 

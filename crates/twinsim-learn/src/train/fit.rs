@@ -6,7 +6,8 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
-use twinsim_data::{Dataset, DatasetSpec, LoadOptions, Selection, SplitName};
+use twinsim_data::split::Source;
+use twinsim_data::{split, Dataset, DatasetSpec, LoadOptions, Selection, SplitName};
 
 use super::augment::Augment;
 use super::checkpoint::{self, Progress};
@@ -49,8 +50,9 @@ pub struct RunSummary {
     pub config: TrainConfig,
     pub epochs: Vec<EpochMetrics>,
     /// Precision@1 of test images as queries against the training images as
-    /// gallery (the standard protocol), with the run's class selection.
-    pub test_precision_at_1: f64,
+    /// gallery (the standard protocol), with the run's class selection;
+    /// `None` for an image folder without a test split.
+    pub test_precision_at_1: Option<f64>,
     /// Where the training data came from.
     pub data_origin: String,
     pub train_images: usize,
@@ -77,7 +79,10 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     let spec: DatasetSpec = dataset.parse()?;
     if spec.split != SplitName::Train {
         return Err(LearnError::config(
-            format!("training reads the train split, but --dataset names '{}'", spec.split.as_str()),
+            format!(
+                "training reads the train split, but --dataset names '{}'",
+                spec.split.as_str()
+            ),
             format!(
                 "pass --dataset {} (training uses its fit part and validates on its val part)",
                 spec.name()
@@ -92,8 +97,11 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     };
     let mut data = req.data.clone();
     data.selection = selection(resumed.as_ref().map(|(_, c)| c), &req.options);
-    let fit = twinsim_data::load(&spec.with_split(SplitName::Fit), &data)?;
-    let val = twinsim_data::load(&spec.with_split(SplitName::Val), &data)?;
+    // Train is read once; fit, val and the final evaluation's gallery are carved from it.
+    let train_base = twinsim_data::load::load_official(&spec, &data)?;
+    let fit = split::apply(train_base.clone(), SplitName::Fit, &data.selection)?;
+    let val = split::apply(train_base.clone(), SplitName::Val, &data.selection)?;
+    let test = load_test(&spec, &data)?;
     let colour = fit.images.shape().channels == 3;
     let cfg = match &resumed {
         Some((_, cfg)) => cfg.clone(),
@@ -166,7 +174,19 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         checkpoint::save(&dir.path, &checkpoint_tensors(&parts), &progress)?;
         epochs.push(m);
     }
-    finish(&spec, &data, dir, cfg, parts, epochs, &fit)
+    let gallery = split::apply(train_base, SplitName::Train, &data.selection)?;
+    finish(dir, cfg, parts, epochs, gallery, test, fit.len())
+}
+
+/// The test split for the final evaluation, read before training so a
+/// problem with it shows at once; `None` for an image folder without one.
+fn load_test(spec: &DatasetSpec, data: &LoadOptions) -> Result<Option<Dataset>> {
+    if let Source::Folder(root) = &spec.source {
+        if !twinsim_data::folder::splits(root)?.iter().any(|s| s == "test") {
+            return Ok(None);
+        }
+    }
+    Ok(Some(twinsim_data::load(&spec.with_split(SplitName::Test), data)?))
 }
 
 /// Threads, seeds and determinism; returns the device.
@@ -413,37 +433,40 @@ fn mix(seed: u64, epoch: u64, batch: u64) -> i64 {
 
 /// Saves the model (the weight average when there is one), measures it on
 /// the standard protocol, and writes `summary.json`.
+/// `gallery` is the training split and `test` the test split, both with
+/// the run's selection; `train_images` is how many images were trained on.
 fn finish(
-    spec: &DatasetSpec,
-    data: &LoadOptions,
     dir: RunDir,
     cfg: TrainConfig,
     mut parts: Parts,
     epochs: Vec<EpochMetrics>,
-    fit: &Dataset,
+    gallery: Dataset,
+    test: Option<Dataset>,
+    train_images: usize,
 ) -> Result<RunSummary> {
-    let test_precision_at_1 = with_average(&mut parts, |p| -> Result<f64> {
+    let test_precision_at_1 = with_average(&mut parts, |p| -> Result<Option<f64>> {
         p.model.save(&dir.path)?;
-        let gallery = twinsim_data::load(&spec.with_split(SplitName::Train), data)?;
-        let test = twinsim_data::load(&spec.with_split(SplitName::Test), data)?;
+        let Some(test) = test else {
+            return Ok(None);
+        };
         let g = p.model.embed_images(&gallery.images, EVAL_BATCH);
         let q = p.model.embed_images(&test.images, EVAL_BATCH);
-        Ok(metrics::precision_at_1(
+        Ok(Some(metrics::precision_at_1(
             &q,
             &tensor::labels_tensor(&test.labels, Device::Cpu),
             &g,
             &tensor::labels_tensor(&gallery.labels, Device::Cpu),
             p.model.card.distance,
             false,
-        ))
+        )))
     })?;
     let summary = RunSummary {
         run_dir: dir.path.clone(),
         config: cfg,
         epochs,
         test_precision_at_1,
-        data_origin: fit.origin.to_string(),
-        train_images: fit.len(),
+        data_origin: gallery.origin.to_string(),
+        train_images,
     };
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     twinsim_data::atomic::write_bytes(&dir.path.join("summary.json"), &json)?;

@@ -36,9 +36,13 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
             e.epoch, e.loss, e.val_precision_at_1, e.epoch_seconds, e.images_per_second
         );
     }
+    match summary.test_precision_at_1 {
+        Some(p1) => println!("\ntest Precision@1 {p1:.4} (test images vs the training images as gallery)"),
+        None => println!("\nno test split: see the validation Precision@1 above"),
+    }
     println!(
-        "\ntest Precision@1 {:.4} (test images vs the training images as gallery), {} training images from {}",
-        summary.test_precision_at_1, summary.train_images, summary.data_origin
+        "{} training images from {}",
+        summary.train_images, summary.data_origin
     );
     println!("model written to {}", summary.run_dir.display());
     Ok(())
