@@ -15,7 +15,7 @@ use crate::error::{LearnError, Result};
 pub const FILE: &str = "last.safetensors";
 
 /// The progress a checkpoint records; stored in the file as the bytes of a
-/// JSON document under the tensor name [`STATE_KEY`], since a single file is
+/// JSON document under a reserved tensor name, since a single file is
 /// what makes the write atomic.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Progress {

@@ -14,7 +14,7 @@ use crate::error::{LearnError, Result};
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrainOptions {
-    /// Dataset to train on, NAME[:SPLIT] (mnist, fashion-mnist, cifar10, cifar100, ./photos) [default: mnist].
+    /// Dataset to train on, NAME (fit and val are carved from its train split) (mnist, fashion-mnist, cifar10, cifar100, ./photos) [default: mnist].
     #[cfg_attr(feature = "cli", arg(long))]
     pub dataset: Option<String>,
     /// Encoder: seed, cnn, resnet [default: cnn for grey images, resnet for colour].
@@ -87,7 +87,7 @@ pub struct TrainOptions {
     /// CPU threads for libtorch [default: all cores].
     #[cfg_attr(feature = "cli", arg(long))]
     pub threads: Option<usize>,
-    /// Run directory to write [default: runs/<dataset>-<arch>-<loss>-<n>].
+    /// Run directory to write [default: runs/DATASET-ARCH-LOSS-N].
     #[cfg_attr(feature = "cli", arg(long))]
     pub out: Option<PathBuf>,
 }

@@ -2,7 +2,7 @@
 //!
 //! [`train`] resolves the options ([`config`]), loads the data, builds the
 //! encoder, loss, miner, sampler, optimizer and schedule, runs the epochs
-//! ([`fit`]) with a validation metric after each, checkpoints every epoch
+//! (`fit`) with a validation metric after each, checkpoints every epoch
 //! ([`checkpoint`]) and writes the model at the end ([`run_dir`]).
 
 pub mod augment;
