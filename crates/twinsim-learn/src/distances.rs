@@ -40,7 +40,7 @@ impl Distance {
             "cosine" => Ok(Distance::Cosine),
             _ => Err(LearnError::config(
                 format!("unknown distance '{name}'"),
-                format!("use one of: {}", names(DISTANCES)),
+                format!("use one of: {}", crate::registry::names(DISTANCES)),
             )),
         }
     }
@@ -83,13 +83,4 @@ impl Distance {
 /// `F.normalize`); same shape as `x`.
 pub fn normalize(x: &Tensor, dim: i64) -> Tensor {
     x / x.norm_scalaropt_dim(2, [dim], true).clamp_min(NORM_EPS)
-}
-
-/// The names of a registry such as [`DISTANCES`], comma-separated, for hints.
-pub(crate) fn names(registry: &[(&str, &str)]) -> String {
-    registry
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

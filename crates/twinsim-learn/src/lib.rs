@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod miners;
 pub mod model;
 pub mod reducers;
+mod registry;
 pub mod samplers;
 pub mod tensor;
 pub mod train;

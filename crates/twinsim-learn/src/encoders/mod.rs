@@ -99,7 +99,7 @@ fn check_sizes(spec: &EncoderSpec) -> Result<()> {
             ),
             format!(
                 "every encoder ({}) needs at least {MIN_SIDE}x{MIN_SIDE} pixels; resize the images",
-                ENCODERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                crate::registry::names(ENCODERS)
             ),
         ));
     }

@@ -22,8 +22,9 @@ mod triplet;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::distances::{names, Distance};
+use crate::distances::Distance;
 use crate::miners::{self, Miner};
+use crate::registry::names;
 use crate::{LearnError, Result};
 
 /// Indices into a batch of B embeddings that a miner chose; a loss given

@@ -16,9 +16,10 @@ pub use semi_hard::SemiHardMiner;
 
 use tch::Tensor;
 
-use crate::distances::{names, Distance};
+use crate::distances::Distance;
 use crate::losses::Mined;
 use crate::reducers::SUM_KIND;
+use crate::registry::names;
 use crate::{LearnError, Result};
 
 /// Chooses tuples of a batch for a loss.

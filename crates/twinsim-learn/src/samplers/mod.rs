@@ -79,7 +79,7 @@ pub fn build(cfg: &SamplerConfig, labels: &[u32], num_classes: usize) -> Result<
         )?)),
         other => Err(LearnError::config(
             format!("unknown sampler '{other}'"),
-            format!("use one of: {}", names(SAMPLERS)),
+            format!("use one of: {}", crate::registry::names(SAMPLERS)),
         )),
     }
 }
@@ -98,9 +98,4 @@ fn by_class(labels: &[u32], num_classes: usize) -> Vec<Vec<usize>> {
         groups[l as usize].push(i);
     }
     groups
-}
-
-/// "a, b, c" from a registry's names.
-pub(crate) fn names(registry: &[(&str, &str)]) -> String {
-    registry.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }

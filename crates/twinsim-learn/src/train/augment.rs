@@ -37,7 +37,7 @@ impl Augment {
             "shift" => Ok(Augment::Shift),
             other => Err(LearnError::config(
                 format!("unknown augmentation '{other}'"),
-                format!("use one of: {}", crate::samplers::names(AUGMENTATIONS)),
+                format!("use one of: {}", crate::registry::names(AUGMENTATIONS)),
             )),
         }
     }

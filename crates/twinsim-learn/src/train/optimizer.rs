@@ -49,7 +49,7 @@ impl Optimizer {
             other => {
                 return Err(LearnError::config(
                     format!("unknown optimizer '{other}'"),
-                    format!("use one of: {}", crate::samplers::names(OPTIMIZERS)),
+                    format!("use one of: {}", crate::registry::names(OPTIMIZERS)),
                 ))
             }
         };

@@ -49,7 +49,7 @@ impl Precision {
             other => {
                 return Err(LearnError::config(
                     format!("unknown precision '{other}'"),
-                    format!("use one of: {}", crate::samplers::names(PRECISIONS)),
+                    format!("use one of: {}", crate::registry::names(PRECISIONS)),
                 ))
             }
         };

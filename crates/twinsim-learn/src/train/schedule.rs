@@ -28,7 +28,7 @@ impl Schedule {
             other => {
                 return Err(LearnError::config(
                     format!("unknown schedule '{other}'"),
-                    format!("use one of: {}", crate::samplers::names(SCHEDULES)),
+                    format!("use one of: {}", crate::registry::names(SCHEDULES)),
                 ))
             }
         };
