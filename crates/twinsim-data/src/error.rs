@@ -34,6 +34,12 @@ pub enum DataError {
     /// larger than the decoder limits.
     #[error("{}: refused: {reason}", path.display())]
     Refused { path: PathBuf, reason: String },
+    /// A single image (a query, one side of a pair) that cannot be used.
+    #[error("{}: {reason}", path.display())]
+    BadImage {
+        path: PathBuf,
+        reason: crate::folder::SkipReason,
+    },
     /// The dataset's files are in none of the places searched and could not be
     /// downloaded.
     #[error("dataset '{dataset}' not found")]
@@ -92,6 +98,9 @@ impl DataError {
                 s += "  put the files in one of those folders, or pass --data-dir DIR (or set TWINSIM_DATA)";
                 Some(s)
             }
+            DataError::BadImage { .. } => Some(
+                "pass a PNG, JPEG, BMP, WebP, GIF or TIFF image of at most 64 megapixels; any size and colour is converted to the model's".into(),
+            ),
             DataError::Download { .. } => {
                 Some("check the network, or download the file by hand and pass --data-dir".into())
             }
@@ -120,6 +129,14 @@ impl DataError {
         DataError::Refused {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// The image at `path` (a file, or a name for uploaded bytes) cannot be used.
+    pub fn bad_image(path: impl Into<PathBuf>, reason: crate::folder::SkipReason) -> Self {
+        DataError::BadImage {
+            path: path.into(),
+            reason,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod folder;
 pub mod idx;
 pub mod load;
 pub mod locate;
+pub mod npy;
 pub mod read;
 pub mod sample;
 pub mod split;

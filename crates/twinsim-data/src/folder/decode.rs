@@ -64,47 +64,57 @@ fn relative(tree: &SplitTree, file: &FileEntry) -> String {
 
 /// One file as (C, H, W) pixels in the requested size and colour.
 fn image(file: &FileEntry, opts: &FolderOptions) -> Result<Vec<u8>, SkipReason> {
+    read_checked(&file.path, file.len).and_then(|bytes| decode_bytes(&bytes, opts))
+}
+
+/// The image file at `path` as (C, H, W) pixels converted as `opts` asks
+/// (see the [module documentation](super) for the conversion), or why it
+/// cannot be used.
+pub fn decode_file(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>, SkipReason> {
+    let len = fs::metadata(path).map_err(unreadable)?.len();
+    read_checked(path, len).and_then(|bytes| decode_bytes(&bytes, opts))
+}
+
+/// The encoded image in `bytes` (any supported format, identified by its
+/// content) as (C, H, W) pixels converted as `opts` asks, or why it cannot be
+/// used: empty, not an image, truncated, damaged, or declaring more than
+/// `opts.max_pixels` pixels (refused from its header, before decoding).
+pub fn decode_bytes(bytes: &[u8], opts: &FolderOptions) -> Result<Vec<u8>, SkipReason> {
+    if bytes.is_empty() {
+        return Err(SkipReason::Empty);
+    }
     // A decoder bug triggered by one hostile file must not abort a load of
-    // thousands; the file is reported like any other damaged one.
+    // thousands (or a server); the file is reported like any other damaged one.
     catch_unwind(AssertUnwindSafe(|| {
-        open(file, opts.max_pixels).map(|img| convert(&img, opts))
+        open(bytes, opts.max_pixels).map(|img| convert(&img, opts))
     }))
     .unwrap_or_else(|_| Err(SkipReason::Damaged("the decoder crashed on it".into())))
 }
 
-/// Decodes `file`, identified by its content, after checking from its
-/// header alone that it declares no more than `max_pixels` pixels.
-fn open(file: &FileEntry, max_pixels: u64) -> Result<DynamicImage, SkipReason> {
-    if file.len == 0 {
-        return Err(SkipReason::Empty);
-    }
-    if file.len > MAX_FILE_BYTES {
+/// The bytes of a file of `len` bytes, refused when over [`MAX_FILE_BYTES`].
+fn read_checked(path: &Path, len: u64) -> Result<Vec<u8>, SkipReason> {
+    if len > MAX_FILE_BYTES {
         return Err(SkipReason::TooLarge(format!(
-            "{} bytes, over the {MAX_FILE_BYTES}-byte limit",
-            file.len
+            "{len} bytes, over the {MAX_FILE_BYTES}-byte limit"
         )));
     }
-    let mut reader = ImageReader::open(&file.path).map_err(unreadable)?;
-    // `open` guessed from the extension; only the content may decide.
-    reader.clear_format();
-    let reader = reader.with_guessed_format().map_err(unreadable)?;
-    match reader.format() {
-        None => Err(SkipReason::NotAnImage),
-        Some(ImageFormat::Jpeg) => decode(whole_jpeg(&file.path)?, max_pixels),
-        Some(_) => decode(reader, max_pixels),
-    }
+    fs::read(path).map_err(unreadable)
 }
 
-/// A JPEG read whole (its decoder reads it whole anyway), refused when it is
-/// cut off, which the decoder itself does not report.
-fn whole_jpeg(path: &Path) -> Result<ImageReader<Cursor<Vec<u8>>>, SkipReason> {
-    let bytes = fs::read(path).map_err(unreadable)?;
-    if !jpeg::is_complete(&bytes) {
-        return Err(SkipReason::Damaged(
+/// Decodes `bytes`, identified by their content, after checking from the
+/// header alone that the image declares no more than `max_pixels` pixels.
+fn open(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, SkipReason> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(unreadable)?;
+    match reader.format() {
+        None => Err(SkipReason::NotAnImage),
+        // The JPEG decoder does not report a cut-off file itself.
+        Some(ImageFormat::Jpeg) if !jpeg::is_complete(bytes) => Err(SkipReason::Damaged(
             "truncated: the JPEG data ends before its end-of-image marker".into(),
-        ));
+        )),
+        Some(_) => decode(reader, max_pixels),
     }
-    Ok(ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg))
 }
 
 /// Decodes with `reader`'s format, refusing oversized images from their

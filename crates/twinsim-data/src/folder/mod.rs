@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, ImageShape, Images, Origin};
 use crate::error::{DataError, Result};
+pub use decode::{decode_bytes, decode_file};
 use scan::{Layout, SplitTree};
 
 /// How many skipped files one warning names before it only counts the rest.
