@@ -28,6 +28,9 @@ pub enum LearnError {
     /// An error reading data or writing files.
     #[error(transparent)]
     Data(#[from] twinsim_data::DataError),
+    /// An error drawing or writing a report's pictures and page.
+    #[error(transparent)]
+    Report(#[from] twinsim_report::ReportError),
 }
 
 impl LearnError {
@@ -38,7 +41,7 @@ impl LearnError {
             | LearnError::BadModel { hint, .. }
             | LearnError::Diverged { hint, .. } => Some(hint.clone()),
             LearnError::Data(e) => e.hint(),
-            LearnError::Torch(_) => None,
+            LearnError::Torch(_) | LearnError::Report(_) => None,
         }
     }
 

@@ -4,20 +4,27 @@
 //! [`reducers`]) score them, [`train`] runs the loop and writes a run
 //! directory, and [`model`] loads a trained model back, ready to embed.
 
+pub mod calibration;
 pub mod device;
 pub mod distances;
 pub mod encoders;
 pub mod error;
+pub mod evaluation;
+pub mod images;
 pub mod losses;
 pub mod metrics;
 pub mod miners;
 pub mod model;
 pub mod reducers;
 mod registry;
+pub mod report;
+pub mod run;
 pub mod samplers;
+pub mod similarity;
 pub mod tensor;
 pub mod train;
 
 pub use device::parse_device;
 pub use error::{LearnError, Result};
+pub use tch::Device;
 pub use tensor::{images_tensor, labels_tensor};

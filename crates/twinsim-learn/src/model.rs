@@ -11,6 +11,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 use twinsim_data::{atomic, read, ImageShape, Images};
 
+use crate::calibration::{self, Calibration};
 use crate::encoders::{self, EncoderSpec};
 use crate::{LearnError, Result};
 
@@ -34,6 +35,29 @@ pub enum Distance {
     Cosine,
     /// The L2 distance ‖a − b‖, as the seed's contrastive loss uses.
     Euclidean,
+}
+
+impl Distance {
+    /// The distance between row i of `a` and row i of `b`, both (N, D):
+    /// (N,) float. Cosine normalises the rows itself, so it is right for
+    /// embeddings that are not unit length too.
+    pub fn rows(self, a: &Tensor, b: &Tensor) -> Tensor {
+        match self {
+            Distance::Cosine => {
+                let norm = |t: &Tensor| t / t.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+                1.0 - (norm(a) * norm(b)).sum_dim_intlist(1, false, Kind::Float)
+            }
+            Distance::Euclidean => (a - b).norm_scalaropt_dim(2, [1], false),
+        }
+    }
+
+    /// `cosine` or `euclidean`, as files and the CLI spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distance::Cosine => "cosine",
+            Distance::Euclidean => "euclidean",
+        }
+    }
 }
 
 /// How raw uint8 images become the encoder's float input. `mean` and `std`
@@ -259,8 +283,44 @@ impl Model {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| twinsim_data::DataError::io(dir, e))?;
         atomic::write_bytes(&dir.join(WEIGHTS_FILE), &self.weights_bytes())?;
-        atomic::write_bytes(&dir.join(CARD_FILE), &self.card_bytes())?;
-        Ok(())
+        self.save_card(dir)
+    }
+
+    /// Rewrites only `dir/model.json` (atomically), after the card changed
+    /// (a new calibration) while the weights did not.
+    pub fn save_card(&self, dir: &Path) -> Result<()> {
+        Ok(atomic::write_bytes(
+            &dir.join(CARD_FILE),
+            &card_bytes(&self.card),
+        )?)
+    }
+
+    /// The model's calibration (distance → similarity, and threshold), if it
+    /// has one.
+    pub fn calibration(&self) -> Option<Calibration> {
+        let value = self.card.extra.get(calibration::CARD_KEY)?;
+        serde_json::from_value(value.clone()).ok()
+    }
+
+    /// The model's calibration, or an error saying how to make one;
+    /// `run_dir` is named in the message.
+    pub fn require_calibration(&self, run_dir: &Path) -> Result<Calibration> {
+        self.calibration().ok_or_else(|| {
+            LearnError::bad_model(
+                run_dir.join(CARD_FILE),
+                "the model has no calibration, so distances cannot be read as similarities",
+                format!(
+                    "run `twinsim calibrate {}` (it fits the similarity and threshold on held-out pairs of the training data)",
+                    run_dir.display()
+                ),
+            )
+        })
+    }
+
+    /// Stores `calibration` in the card (call [`Model::save_card`] to keep it).
+    pub fn set_calibration(&mut self, calibration: &Calibration) {
+        let value = serde_json::to_value(calibration).expect("a calibration serialises to JSON");
+        self.card.extra.insert(calibration::CARD_KEY.into(), value);
     }
 
     /// Loads the model saved in `dir` by [`Model::save`] onto `device`.
@@ -290,19 +350,15 @@ impl Model {
     }
 
     /// SHA-256 (hex) of the weights file's bytes followed by the card's
-    /// JSON: equal for equal weights and cards, so indexes built with a
-    /// model can tell when the model has changed.
+    /// JSON without its calibration: equal for equal weights and cards, so
+    /// indexes built with a model can tell when the model has changed, and
+    /// recalibrating (which changes no embedding) does not count as a change.
     pub fn weights_hash(&self) -> String {
+        let mut card = self.card.clone();
+        card.extra.remove(calibration::CARD_KEY);
         let mut bytes = self.weights_bytes();
-        bytes.extend(self.card_bytes());
+        bytes.extend(card_bytes(&card));
         read::sha256_hex(&bytes)
-    }
-
-    /// The card as written to `model.json`.
-    fn card_bytes(&self) -> Vec<u8> {
-        let mut json = serde_json::to_vec_pretty(&self.card).expect("a model card always serialises to JSON");
-        json.push(b'\n');
-        json
     }
 
     /// The weights as written to `model.safetensors`: every variable, as
@@ -312,6 +368,13 @@ impl Model {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         safetensors_bytes(&vars)
     }
+}
+
+/// `card` as written to `model.json`.
+fn card_bytes(card: &ModelCard) -> Vec<u8> {
+    let mut json = serde_json::to_vec_pretty(card).expect("a model card always serialises to JSON");
+    json.push(b'\n');
+    json
 }
 
 /// One entry of a safetensors header; fields in the order the format's

@@ -378,3 +378,49 @@ fn check_images_refuses_another_image_size() {
         "{err}"
     );
 }
+
+/// The library's ways in for outside images agree: encoded bytes, files on
+/// disk and the dataset's own pixels embed alike; a recalibration does not
+/// change the model's identity; compare scores a pair as the calibration says.
+#[test]
+fn files_buffers_and_decoded_images_embed_alike() {
+    use twinsim_learn::calibration::{Calibration, ThresholdRule};
+    use twinsim_learn::{images, similarity};
+
+    let tmp = tempfile::tempdir().unwrap();
+    tch::manual_seed(5);
+    let mut model = Model::new(card("cnn", 16), Device::Cpu).unwrap();
+    let test = sample::load(SplitName::Test).unwrap();
+    let mut encoded = Vec::new();
+    let mut paths = Vec::new();
+    for i in 0..3 {
+        let mut png = Vec::new();
+        let grey = image::GrayImage::from_raw(28, 28, test.images.image(i).to_vec()).unwrap();
+        grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let path = tmp.path().join(format!("{i}.png"));
+        std::fs::write(&path, &png).unwrap();
+        encoded.push(png);
+        paths.push(path);
+    }
+    let named: Vec<(&str, &[u8])> = encoded.iter().map(|b| ("upload", b.as_slice())).collect();
+    let from_bytes = images::from_bytes(&named, &model.card.preprocess).unwrap();
+    let from_files = images::from_files(&paths, &model.card.preprocess).unwrap();
+    let decoded = test.images.select(&[0, 1, 2]);
+    assert_eq!(from_bytes.as_bytes(), decoded.as_bytes());
+    assert_eq!(from_files.as_bytes(), decoded.as_bytes());
+    let e = model.embed_images(&from_bytes, 2);
+    assert!(e.allclose(&model.embed_images(&decoded, 3), 1e-6, 1e-6, false));
+
+    let err = images::from_bytes(&[("nothing.png", b"".as_slice())], &model.card.preprocess).unwrap_err();
+    assert!(err.to_string().contains("nothing.png") && err.to_string().contains("empty"), "{err}");
+
+    let hash = model.weights_hash();
+    let c = Calibration::fit(&[0.1, 0.2, 0.8, 0.9], &[true, true, false, false], ThresholdRule::BestAccuracy, "t".into())
+        .unwrap();
+    model.set_calibration(&c);
+    assert_eq!(model.weights_hash(), hash, "calibration is not part of the model's identity");
+    assert_eq!(model.calibration(), Some(c.clone()));
+    let scored = similarity::compare(&model, &c, &decoded.select(&[0]), &decoded.select(&[0]));
+    assert!(scored[0].distance.abs() < 1e-6 && scored[0].same);
+    assert_eq!(scored[0].similarity, c.similarity(scored[0].distance));
+}

@@ -40,6 +40,132 @@ pub enum Command {
     Datasets(DatasetsArgs),
     /// Train a similarity model and write a run directory.
     Train(Box<TrainArgs>),
+    /// Measure a trained model: retrieval and verification metrics, beside
+    /// raw pixels and the untrained network on the same protocol.
+    Evaluate(EvaluateArgs),
+    /// Fit (again) the model's calibrated similarity and decision threshold
+    /// on held-out pairs.
+    Calibrate(CalibrateArgs),
+    /// Score how similar two images are (or every pair in a CSV file).
+    Compare(CompareArgs),
+    /// Write embeddings and labels as .npy files for numpy, FAISS or a notebook.
+    Embed(EmbedArgs),
+    /// Write report.html with pictures of what a model learned.
+    Report(ReportArgs),
+}
+
+/// The trained model a command uses, and where it runs.
+#[derive(Debug, Args, Clone)]
+pub struct DeviceArgs {
+    /// Device: cpu, cuda, cuda:N, auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// `twinsim evaluate RUN_DIR`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A run directory made by `twinsim train`.
+    pub run_dir: PathBuf,
+    /// Dataset to evaluate on [default: the one the model was trained on].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Split the queries come from [default: test, or val when there is none].
+    #[arg(long)]
+    pub split: Option<String>,
+    /// gallery (queries against the training images), leave-one-out (queries
+    /// against each other), class-disjoint (classes the model never saw).
+    #[arg(long, default_value = "gallery")]
+    pub protocol: String,
+    /// Balanced random query pairs for the verification metrics.
+    #[arg(long, default_value_t = 10_000)]
+    pub pairs: usize,
+    /// Skip the reference points (raw pixels, untrained network).
+    #[arg(long)]
+    pub no_baselines: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `twinsim calibrate RUN_DIR`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// A run directory made by `twinsim train`.
+    pub run_dir: PathBuf,
+    /// Data to draw the pairs from, NAME[:SPLIT] [default: the training
+    /// dataset's held-out val split].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Balanced random pairs to fit on.
+    #[arg(long, default_value_t = 10_000)]
+    pub pairs: usize,
+    /// Choose the threshold for this false-accept rate (e.g. 0.001) instead
+    /// of the best accuracy.
+    #[arg(long, value_name = "RATE")]
+    pub far: Option<f64>,
+    /// Seed for drawing the pairs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `twinsim compare A B --model RUN_DIR`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two image files (any format, size and colour: converted as in training).
+    #[arg(num_args = 0..=2, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// A run directory made by `twinsim train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// A CSV file of pairs, one `a,b` per line (an `a,b` header is allowed;
+    /// relative paths are from the file's folder).
+    #[arg(long, value_name = "FILE.csv", conflicts_with = "images")]
+    pub pairs: Option<PathBuf>,
+    /// With --pairs: score the usable lines and list the others, instead of
+    /// stopping at lines whose images are missing or unreadable.
+    #[arg(long, requires = "pairs")]
+    pub skip_missing: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `twinsim embed --model RUN_DIR (--dataset SPEC | FILES...) -o OUT`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// A run directory made by `twinsim train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// A dataset split to embed, NAME[:SPLIT] (mnist:test, ./photos:train).
+    #[arg(long, required_unless_present = "files", conflicts_with = "files")]
+    pub dataset: Option<String>,
+    /// Image files to embed (labelled -1).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output folder: embeddings.npy, labels.npy, meta.json.
+    #[arg(short, long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `twinsim report RUN_DIR`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run directory made by `twinsim train`.
+    pub run_dir: PathBuf,
+    /// Where to write report.html and its pictures [default: RUN_DIR/report].
+    #[arg(short, long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Dataset the pictures are drawn from [default: the training dataset].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Test embeddings placed on the 2-D maps (t-SNE costs O(n²)).
+    #[arg(long, default_value_t = twinsim_learn::report::MAP_POINTS)]
+    pub map_points: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `twinsim train [OPTIONS]`.
@@ -53,6 +179,9 @@ pub struct TrainArgs {
     /// Continue RUN_DIR from its last checkpoint (same configuration).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// Write the run's report (RUN_DIR/report/report.html) when training ends.
+    #[arg(long)]
+    pub report: bool,
     #[command(flatten)]
     pub folder: FolderArgs,
 }

@@ -17,6 +17,7 @@ use super::optimizer::{all_finite, Optimizer};
 use super::precision::Precision;
 use super::run_dir::{EpochMetrics, RunDir};
 use super::schedule::Schedule;
+use crate::calibration::{self, CalibrateOptions};
 use crate::encoders::EncoderSpec;
 use crate::error::{LearnError, Result};
 use crate::losses::{self, Loss, LossConfig};
@@ -175,7 +176,7 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         epochs.push(m);
     }
     let gallery = split::apply(train_base, SplitName::Train, &data.selection)?;
-    finish(dir, cfg, parts, epochs, gallery, test, fit.len())
+    finish(dir, cfg, parts, epochs, Eval { gallery, val, test }, fit.len())
 }
 
 /// The test split for the final evaluation, read before training so a
@@ -311,7 +312,7 @@ fn restore(dir: &RunDir, parts: &mut Parts) -> Result<Progress> {
 }
 
 /// Runs `f` with the weight average swapped into the model (when there is one).
-fn with_average<T>(p: &mut Parts, f: impl FnOnce(&Parts) -> T) -> T {
+fn with_average<T>(p: &mut Parts, f: impl FnOnce(&mut Parts) -> T) -> T {
     let Some(ema) = &p.ema else {
         return f(p);
     };
@@ -431,20 +432,33 @@ fn mix(seed: u64, epoch: u64, batch: u64) -> i64 {
     (z ^ (z >> 31)) as i64 & i64::MAX
 }
 
-/// Saves the model (the weight average when there is one), measures it on
-/// the standard protocol, and writes `summary.json`.
-/// `gallery` is the training split and `test` the test split, both with
-/// the run's selection; `train_images` is how many images were trained on.
+/// The data a finished run is calibrated and measured on, with the run's
+/// selection: the training split (gallery), the held-out validation split
+/// (calibration pairs) and the test split (queries; `None` for an image
+/// folder without one).
+struct Eval {
+    gallery: Dataset,
+    val: Dataset,
+    test: Option<Dataset>,
+}
+
+/// Calibrates the model (the weight average when there is one) on held-out
+/// pairs, saves it, measures it on the standard protocol, and writes
+/// `summary.json`; `train_images` is how many images were trained on.
 fn finish(
     dir: RunDir,
     cfg: TrainConfig,
     mut parts: Parts,
     epochs: Vec<EpochMetrics>,
-    gallery: Dataset,
-    test: Option<Dataset>,
+    data: Eval,
     train_images: usize,
 ) -> Result<RunSummary> {
+    let Eval { gallery, val, test } = data;
     let test_precision_at_1 = with_average(&mut parts, |p| -> Result<Option<f64>> {
+        match calibration::calibrate(&p.model, &val, &CalibrateOptions::default()) {
+            Ok(c) => p.model.set_calibration(&c),
+            Err(e) => tracing::warn!("the model is saved without calibration: {e}"),
+        }
         p.model.save(&dir.path)?;
         let Some(test) = test else {
             return Ok(None);

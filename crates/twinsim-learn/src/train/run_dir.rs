@@ -77,16 +77,21 @@ impl RunDir {
         ))
     }
 
+    /// The epochs recorded in `metrics.jsonl` (none when it is missing;
+    /// lines that do not parse are skipped).
+    pub fn metrics(&self) -> Vec<EpochMetrics> {
+        let text = std::fs::read_to_string(self.path.join("metrics.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// The epochs recorded so far, keeping only the first `keep` (a resumed
     /// run rewrites the lines of epochs its checkpoint did not include).
     pub fn truncate_metrics(&self, keep: usize) -> Result<Vec<EpochMetrics>> {
         let file = self.path.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let kept: Vec<EpochMetrics> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .take(keep)
-            .collect();
+        let mut kept = self.metrics();
+        kept.truncate(keep);
         let mut out = String::new();
         for m in &kept {
             out += &serde_json::to_string(m).expect("metrics serialise");

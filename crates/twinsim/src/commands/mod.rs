@@ -1,19 +1,41 @@
 //! One module per subcommand; each turns its arguments into library calls.
 
+mod calibrate;
+mod compare;
 mod datasets;
+mod embed;
+mod evaluate;
+mod report;
 mod train;
 
 use twinsim_data::folder::FolderOptions;
 use twinsim_data::{LoadOptions, Selection};
 
-use crate::cli::{Cli, Command, FolderArgs, GlobalArgs, SelectArgs};
+use crate::cli::{Cli, Command, DeviceArgs, FolderArgs, GlobalArgs, SelectArgs};
 
 /// Runs the subcommand `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Datasets(args) => datasets::run(&cli.global, args),
         Command::Train(args) => train::run(&cli.global, args),
+        Command::Evaluate(args) => evaluate::run(&cli.global, args),
+        Command::Calibrate(args) => calibrate::run(&cli.global, args),
+        Command::Compare(args) => compare::run(&cli.global, args),
+        Command::Embed(args) => embed::run(&cli.global, args),
+        Command::Report(args) => report::run(&cli.global, args),
     }
+}
+
+/// The device a command that embeds runs on.
+pub fn device(args: &DeviceArgs) -> anyhow::Result<twinsim_learn::Device> {
+    Ok(twinsim_learn::parse_device(&args.device)
+        .map_err(|e| twinsim_learn::LearnError::config(e, "pass --device cpu, or a GPU libtorch sees"))?)
+}
+
+/// Where commands that use a trained model find data; the model decides
+/// how image folders are converted (see `Run::load_options`).
+pub fn data_options(global: &GlobalArgs) -> LoadOptions {
+    LoadOptions::from_env(global.data_dir.clone())
 }
 
 /// The data options of a command that selects part of a dataset.

@@ -1,10 +1,13 @@
 //! `twinsim train`: options in, run directory out.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
+use twinsim_learn::report::{self, ReportOptions};
+use twinsim_learn::run::Run;
 use twinsim_learn::train::{self, TrainOptions, TrainRequest};
 
-use crate::cli::{GlobalArgs, TrainArgs};
+use crate::cli::{FolderArgs, GlobalArgs, TrainArgs};
 use crate::report::print_json;
 
 /// Runs `twinsim train`.
@@ -26,6 +29,10 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         data,
         progress: !global.quiet && std::io::stderr().is_terminal(),
     })?;
+    let report = match args.report {
+        true => Some(write_report(global, &args.folder, &summary.run_dir)?),
+        false => None,
+    };
     if global.json {
         return print_json(&summary);
     }
@@ -45,5 +52,25 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         summary.train_images, summary.data_origin
     );
     println!("model written to {}", summary.run_dir.display());
+    if let Some(page) = report {
+        println!("report written to {}", page.display());
+    }
+    println!(
+        "try: twinsim compare examples/digits/seven-a.png examples/digits/two.png --model {}",
+        summary.run_dir.display()
+    );
     Ok(())
+}
+
+/// The report of the run just trained, from the same data.
+fn write_report(global: &GlobalArgs, folder: &FolderArgs, run_dir: &Path) -> anyhow::Result<PathBuf> {
+    let (_, config) = train::RunDir::open(run_dir)?;
+    let device = twinsim_learn::parse_device(&config.device)
+        .map_err(|e| twinsim_learn::LearnError::config(e, "pass --device cpu"))?;
+    let run = Run::open(run_dir, device)?;
+    let opts = ReportOptions {
+        out: run_dir.join("report"),
+        ..ReportOptions::default()
+    };
+    Ok(report::write(&run, &opts, &super::load_options(global, folder))?)
 }

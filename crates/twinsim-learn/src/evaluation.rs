@@ -1,0 +1,368 @@
+//! Evaluating a trained run on a standard protocol, beside two reference
+//! points measured the same way, so its numbers mean something: k-nearest
+//! neighbours on raw pixels, and the same network with untrained weights.
+//!
+//! Protocols:
+//! - `gallery`: test images (queries) against the training images (gallery),
+//!   on the classes the model was trained on;
+//! - `leave-one-out`: test images against each other, each query's own
+//!   entry left out;
+//! - `class-disjoint`: as `gallery`, on the classes the model never saw.
+//!
+//! Pair verification uses balanced random pairs of query images.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+use twinsim_data::{Dataset, LoadOptions, SplitName};
+
+use crate::calibration::Calibration;
+use crate::metrics::{verification, Calculator, Retrieval, Verification};
+use crate::model::{Distance, Model};
+use crate::run::{Classes, Run};
+use crate::{similarity, tensor, LearnError, Result};
+
+/// Every protocol with a one-line description.
+pub const PROTOCOLS: &[(&str, &str)] = &[
+    (
+        "gallery",
+        "test images against the training images, trained classes",
+    ),
+    (
+        "leave-one-out",
+        "test images against each other, each leaving itself out",
+    ),
+    (
+        "class-disjoint",
+        "test against training images of the classes the model never saw",
+    ),
+];
+
+/// Recall@K reported for every evaluation (the deep-metric-learning
+/// papers' 1, 2, 4, 8).
+pub const RECALL_KS: [i64; 4] = [1, 2, 4, 8];
+/// Precision@k reported beside Precision@1.
+pub const PRECISION_KS: [i64; 2] = [5, 10];
+
+/// A standard way of pairing queries with a gallery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Gallery,
+    LeaveOneOut,
+    ClassDisjoint,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = LearnError;
+    fn from_str(s: &str) -> Result<Protocol> {
+        match s {
+            "gallery" => Ok(Protocol::Gallery),
+            "leave-one-out" => Ok(Protocol::LeaveOneOut),
+            "class-disjoint" => Ok(Protocol::ClassDisjoint),
+            other => Err(LearnError::config(
+                format!("unknown protocol '{other}'"),
+                format!("use one of: {}", crate::registry::names(PROTOCOLS)),
+            )),
+        }
+    }
+}
+
+impl Protocol {
+    /// The protocol as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Gallery => "gallery",
+            Protocol::LeaveOneOut => "leave-one-out",
+            Protocol::ClassDisjoint => "class-disjoint",
+        }
+    }
+}
+
+/// What to evaluate on, and how.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub protocol: Protocol,
+    /// Another dataset than the run's own (all its classes are unseen).
+    pub dataset: Option<String>,
+    /// The split queries come from (default: [`Run::query_split`]).
+    pub split: Option<SplitName>,
+    /// Balanced random query pairs for the verification metrics.
+    pub pairs: usize,
+    /// Seed for the pairs, k-means and the untrained network.
+    pub seed: u64,
+    /// Also measure the reference points.
+    pub baselines: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            protocol: Protocol::Gallery,
+            dataset: None,
+            split: None,
+            pairs: 10_000,
+            seed: 0,
+            baselines: true,
+        }
+    }
+}
+
+/// A protocol's images: queries, and a gallery unless leave-one-out.
+pub struct ProtocolData {
+    pub queries: Dataset,
+    pub gallery: Option<Dataset>,
+}
+
+impl ProtocolData {
+    /// Loads the images `opts` asks for, with the run's conversion and
+    /// validation split.
+    pub fn load(run: &Run, opts: &EvalOptions, base: &LoadOptions) -> Result<ProtocolData> {
+        let dataset = opts.dataset.as_deref();
+        let split = match opts.split {
+            Some(s) => s,
+            None => run.query_split(dataset)?,
+        };
+        let classes = match opts.protocol {
+            Protocol::ClassDisjoint => Classes::Unseen,
+            _ => Classes::Trained,
+        };
+        let queries = run.data(dataset, split, classes, base)?;
+        let gallery = match opts.protocol {
+            Protocol::LeaveOneOut => None,
+            // Val is carved from train, so its gallery is the rest of train.
+            _ if split == SplitName::Val => Some(run.data(dataset, SplitName::Fit, classes, base)?),
+            _ => Some(run.data(dataset, SplitName::Train, classes, base)?),
+        };
+        run.model.check_images(queries.images.shape())?;
+        Ok(ProtocolData { queries, gallery })
+    }
+}
+
+/// Embeddings of a protocol's images by one embedder.
+pub struct Embedded {
+    /// (Nq, D) float on the CPU.
+    pub queries: Tensor,
+    /// (Ng, D) float on the CPU, unless leave-one-out.
+    pub gallery: Option<Tensor>,
+    pub distance: Distance,
+}
+
+impl Embedded {
+    /// `model`'s embeddings of `data`.
+    pub fn by_model(model: &Model, data: &ProtocolData) -> Embedded {
+        let embed = |ds: &Dataset| model.embed_images(&ds.images, similarity::BATCH);
+        Embedded {
+            queries: embed(&data.queries),
+            gallery: data.gallery.as_ref().map(embed),
+            distance: model.card.distance,
+        }
+    }
+
+    /// The preprocessed pixels themselves, flattened, compared by L2.
+    pub fn raw_pixels(model: &Model, data: &ProtocolData) -> Embedded {
+        let flat = |ds: &Dataset| {
+            let x = tensor::images_tensor(&ds.images, Device::Cpu);
+            model.card.preprocess.apply(&x).view([ds.len() as i64, -1])
+        };
+        Embedded {
+            queries: flat(&data.queries),
+            gallery: data.gallery.as_ref().map(flat),
+            distance: Distance::Euclidean,
+        }
+    }
+}
+
+/// The verification pairs of a protocol: balanced random query pairs and
+/// their embedding distances.
+#[derive(Clone, Debug)]
+pub struct Pairs {
+    /// (query i, query j, same class).
+    pub pairs: Vec<(usize, usize, bool)>,
+    pub distances: Vec<f64>,
+}
+
+impl Pairs {
+    /// Distances of `n` balanced random pairs of `queries` (N, D) labelled
+    /// `labels`, drawn with `seed`.
+    pub fn draw(queries: &Tensor, labels: &[u32], distance: Distance, n: usize, seed: u64) -> Pairs {
+        let labels: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
+        let pairs = verification::balanced_pairs(&labels, n, seed);
+        let side = |pick: fn(&(usize, usize, bool)) -> usize| {
+            let idx: Vec<i64> = pairs.iter().map(|p| pick(p) as i64).collect();
+            queries.index_select(0, &Tensor::from_slice(&idx))
+        };
+        let d = distance
+            .rows(&side(|p| p.0), &side(|p| p.1))
+            .to_kind(Kind::Double);
+        let distances = Vec::<f64>::try_from(&d).expect("a CPU tensor converts to f64 values");
+        Pairs { pairs, distances }
+    }
+
+    /// Whether each pair is of one class.
+    pub fn same(&self) -> Vec<bool> {
+        self.pairs.iter().map(|p| p.2).collect()
+    }
+
+    /// Verification scores: higher = more similar.
+    pub fn scores(&self) -> Vec<f64> {
+        self.distances.iter().map(|d| -d).collect()
+    }
+}
+
+/// The metrics of one embedder on one protocol, named as
+/// pytorch-metric-learning names them, plus pair verification.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scores {
+    #[serde(flatten)]
+    pub retrieval: Retrieval,
+    pub pair_roc_auc: f64,
+    pub pair_eer: f64,
+    /// Accuracy of the same / different decision at `pair_threshold`.
+    pub pair_accuracy: f64,
+    /// The model's calibrated threshold (a similarity) when it has one;
+    /// else the best-accuracy distance threshold on these very pairs.
+    pub pair_threshold: f64,
+    /// `calibrated` or `best-on-these-pairs` (optimistic).
+    pub pair_threshold_rule: &'static str,
+    /// True-accept rate at false-accept rates 0.001, 0.01, 0.1.
+    pub tar_at_far: BTreeMap<String, f64>,
+}
+
+/// What an evaluation ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Setup {
+    pub protocol: &'static str,
+    pub dataset: String,
+    pub query_split: String,
+    pub queries: usize,
+    /// Gallery size (the queries themselves under leave-one-out).
+    pub gallery: usize,
+    pub distance: &'static str,
+    pub pairs: usize,
+}
+
+/// A whole evaluation: the model's metrics (at the top level, so the keys
+/// are pytorch-metric-learning's), the set-up, and the reference points.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub setup: Setup,
+    #[serde(flatten)]
+    pub model: Scores,
+    /// `raw_pixels` and `untrained`, on the same protocol and pairs.
+    pub baselines: BTreeMap<&'static str, Scores>,
+    pub seconds: f64,
+}
+
+/// The file in a run directory that keeps each protocol's latest
+/// evaluation, keyed by protocol name.
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// The evaluations recorded in `run_dir`, keyed by protocol (empty when
+/// there are none; a damaged file counts as none, with a warning).
+pub fn recorded(run_dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let path = run_dir.join(METRICS_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return serde_json::Map::new();
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        tracing::warn!("{} is not valid JSON ({e}); starting it afresh", path.display());
+        serde_json::Map::new()
+    })
+}
+
+/// Stores `result` under its protocol in `run_dir`'s [`METRICS_FILE`],
+/// keeping the other protocols' entries; written atomically.
+pub fn record(run_dir: &Path, result: &Evaluation) -> Result<()> {
+    let mut all = recorded(run_dir);
+    let value = serde_json::to_value(result).expect("an evaluation serialises to JSON");
+    all.insert(result.setup.protocol.into(), value);
+    let json = serde_json::to_vec_pretty(&all).expect("JSON values serialise");
+    Ok(twinsim_data::atomic::write_bytes(
+        &run_dir.join(METRICS_FILE),
+        &json,
+    )?)
+}
+
+/// Evaluates `run`'s model on `data` as `opts` asks.
+pub fn evaluate(run: &Run, data: &ProtocolData, opts: &EvalOptions) -> Result<Evaluation> {
+    let start = Instant::now();
+    let model = &run.model;
+    let calibration = model.calibration();
+    let mut baselines = BTreeMap::new();
+    let scores = score(&Embedded::by_model(model, data), data, opts, calibration.as_ref())?;
+    if opts.baselines {
+        baselines.insert(
+            "raw_pixels",
+            score(&Embedded::raw_pixels(model, data), data, opts, None)?,
+        );
+        tch::manual_seed(opts.seed as i64);
+        let untrained = Model::new(model.card.clone(), model.vs.device())?;
+        baselines.insert(
+            "untrained",
+            score(&Embedded::by_model(&untrained, data), data, opts, None)?,
+        );
+    }
+    Ok(Evaluation {
+        setup: Setup {
+            protocol: opts.protocol.name(),
+            dataset: data.queries.name.clone(),
+            query_split: data.queries.split.clone(),
+            queries: data.queries.len(),
+            gallery: data.gallery.as_ref().map_or(data.queries.len(), Dataset::len),
+            distance: model.card.distance.name(),
+            pairs: opts.pairs,
+        },
+        model: scores,
+        baselines,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Every metric of `emb` on `data`; the pair decision uses `calibration`'s
+/// threshold when given.
+pub fn score(
+    emb: &Embedded,
+    data: &ProtocolData,
+    opts: &EvalOptions,
+    calibration: Option<&Calibration>,
+) -> Result<Scores> {
+    let labels = |ds: &Dataset| tensor::labels_tensor(&ds.labels, Device::Cpu);
+    let q_labels = labels(&data.queries);
+    let g_labels = data.gallery.as_ref().map(labels);
+    let gallery = emb.gallery.as_ref().zip(g_labels.as_ref());
+    let retrieval = Calculator::new()
+        .precision_at(&PRECISION_KS)
+        .recall_at(&RECALL_KS)
+        .nmi(true)
+        .seed(opts.seed)
+        .compute(&emb.queries, &q_labels, gallery, emb.distance)?;
+    let pairs = Pairs::draw(
+        &emb.queries,
+        &data.queries.labels,
+        emb.distance,
+        opts.pairs,
+        opts.seed,
+    );
+    let (scores, same) = (pairs.scores(), pairs.same());
+    let v = Verification::compute(&scores, &same)?;
+    let (pair_threshold, pair_accuracy, rule) = match calibration {
+        Some(c) => (
+            c.threshold,
+            verification::accuracy_at(&scores, &same, -c.threshold_distance),
+            "calibrated",
+        ),
+        None => (-v.best_threshold, v.best_accuracy, "best-on-these-pairs"),
+    };
+    Ok(Scores {
+        retrieval,
+        pair_roc_auc: v.roc_auc,
+        pair_eer: v.eer,
+        pair_accuracy,
+        pair_threshold,
+        pair_threshold_rule: rule,
+        tar_at_far: v.tar_at_far,
+    })
+}

@@ -1,0 +1,24 @@
+//! `twinsim report`: report.html and its pictures for a run.
+
+use twinsim_learn::report::{self, ReportOptions};
+use twinsim_learn::run::Run;
+
+use crate::cli::{GlobalArgs, ReportArgs};
+use crate::report::print_json;
+
+/// Runs `twinsim report`.
+pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {
+    let run = Run::open(&args.run_dir, super::device(&args.device)?)?;
+    let opts = ReportOptions {
+        out: args.out.clone().unwrap_or_else(|| args.run_dir.join("report")),
+        dataset: args.dataset.clone(),
+        map_points: args.map_points,
+        ..ReportOptions::default()
+    };
+    let page = report::write(&run, &opts, &super::data_options(global))?;
+    if global.json {
+        return print_json(&serde_json::json!({ "report": page }));
+    }
+    println!("report written to {}", page.display());
+    Ok(())
+}
