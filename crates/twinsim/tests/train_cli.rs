@@ -55,7 +55,7 @@ fn training_writes_a_complete_run_directory() {
     }
     assert_eq!(metrics_lines(&out).len(), 2);
     let config: Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["arch"], "cnn");
+    assert_eq!(config["arch"], "cnn-wide");
     assert_eq!(config["loss"], "multi-similarity");
     let p1 = summary["test_precision_at_1"].as_f64().unwrap();
     // Far above chance (0.1) after two short epochs on 1,000 images.

@@ -17,11 +17,14 @@ use tch::nn;
 use super::{conv_bn_relu, conv_pool, global_avg_pool};
 
 /// Channels of the four stages.
-const WIDTHS: [i64; 4] = [16, 32, 64, 128];
+pub(super) const WIDTHS: [i64; 4] = [16, 32, 64, 128];
+/// Channels of the four stages of `cnn-wide`: twice as wide, four times the
+/// multiply-adds.
+pub(super) const WIDE: [i64; 4] = [32, 64, 128, 256];
 
-/// The network under `vs`: (B, `c_in`, H, W) → (B, `d`).
-pub(super) fn build(vs: &nn::Path, c_in: i64, d: i64) -> nn::SequentialT {
-    let [w1, w2, w3, w4] = WIDTHS;
+/// The network under `vs` with stage `widths`: (B, `c_in`, H, W) → (B, `d`).
+pub(super) fn build(vs: &nn::Path, c_in: i64, d: i64, widths: [i64; 4]) -> nn::SequentialT {
+    let [w1, w2, w3, w4] = widths;
     nn::seq_t()
         .add(conv_pool(&(vs / "s1"), c_in, w1))
         .add(conv_pool(&(vs / "s2"), w1, w2))

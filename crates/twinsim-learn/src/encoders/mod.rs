@@ -40,6 +40,10 @@ pub const ENCODERS: &[(&str, &str)] = &[
         "small 4-stage conv-BN-ReLU CNN for 28x28 grey images, ~2.6 M multiply-adds per image; fast on CPU",
     ),
     (
+        "cnn-wide",
+        "the cnn at twice the width (32-64-128-256 channels), ~10 M multiply-adds per image",
+    ),
+    (
         "resnet",
         "ResNet-9 (Myrtle / airbench layout) at quarter width for 32x32 colour images, ~24 M multiply-adds per image",
     ),
@@ -66,7 +70,8 @@ pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Box<dyn ModuleT>> {
     let d = spec.embedding_dim;
     Ok(match spec.arch.as_str() {
         "seed" => Box::new(seed::Seed::new(vs, c, d)),
-        "cnn" => Box::new(cnn::build(vs, c, d)),
+        "cnn" => Box::new(cnn::build(vs, c, d, cnn::WIDTHS)),
+        "cnn-wide" => Box::new(cnn::build(vs, c, d, cnn::WIDE)),
         "resnet" => Box::new(resnet::build(vs, c, d)),
         other => {
             return Err(LearnError::config(

@@ -7,7 +7,7 @@ use crate::error::{LearnError, Result};
 
 /// Every augmentation name with a one-line description.
 pub const AUGMENTATIONS: &[(&str, &str)] = &[
-    ("auto", "crop-flip for colour images, none for grey ones"),
+    ("auto", "crop-flip for colour images, affine for grey ones"),
     ("none", "the images as they are"),
     (
         "crop-flip",
@@ -17,7 +17,18 @@ pub const AUGMENTATIONS: &[(&str, &str)] = &[
         "shift",
         "random shifts of up to 2 pixels (for digits, which must not be flipped)",
     ),
+    (
+        "affine",
+        "random rotations (up to 12 degrees), scalings (0.9-1.1) and shifts (up to 2 pixels), bilinear (for digits)",
+    ),
 ];
+
+/// Largest rotation of `affine`, in degrees.
+const MAX_DEGREES: f64 = 12.0;
+/// Largest relative change of size of `affine`.
+const MAX_SCALE: f64 = 0.1;
+/// Largest shift of `affine` and `shift`, in pixels.
+const MAX_SHIFT: i64 = 2;
 
 /// A resolved augmentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +36,7 @@ pub enum Augment {
     None,
     CropFlip,
     Shift,
+    Affine,
 }
 
 impl Augment {
@@ -32,9 +44,11 @@ impl Augment {
     pub fn parse(name: &str, channels: i64) -> Result<Augment> {
         match name {
             "auto" if channels == 3 => Ok(Augment::CropFlip),
-            "auto" | "none" => Ok(Augment::None),
+            "auto" => Ok(Augment::Affine),
+            "none" => Ok(Augment::None),
             "crop-flip" => Ok(Augment::CropFlip),
             "shift" => Ok(Augment::Shift),
+            "affine" => Ok(Augment::Affine),
             other => Err(LearnError::config(
                 format!("unknown augmentation '{other}'"),
                 format!("use one of: {}", crate::registry::names(AUGMENTATIONS)),
@@ -42,12 +56,14 @@ impl Augment {
         }
     }
 
-    /// Augments a uint8 batch (B, C, H, W); same shape out.
+    /// Augments a uint8 batch (B, C, H, W); same shape out (uint8, except
+    /// `affine`, which interpolates and gives float values in [0, 255]).
     pub fn apply(self, x: &Tensor) -> Tensor {
         match self {
             Augment::None => x.shallow_clone(),
             Augment::CropFlip => flip(&crop(x, 4)),
-            Augment::Shift => crop(x, 2),
+            Augment::Shift => crop(x, MAX_SHIFT),
+            Augment::Affine => affine(x),
         }
     }
 }
@@ -68,9 +84,80 @@ fn crop(x: &Tensor, pad: i64) -> Tensor {
         .contiguous()
 }
 
+/// A random rotation, scaling and shift of each image, sampled bilinearly
+/// with zeros outside (the digits' background).
+fn affine(x: &Tensor) -> Tensor {
+    let (b, c, h, w) = x.size4().expect("batch is 4-d");
+    let opts = (Kind::Float, x.device());
+    let uniform = |half: f64| (Tensor::rand([b], opts) * 2.0 - 1.0) * half;
+    let angle = uniform(MAX_DEGREES.to_radians());
+    let scale = uniform(MAX_SCALE) + 1.0;
+    // The grid maps output to input coordinates in [-1, 1]: dividing by the
+    // scale enlarges the digit, and a pixel is 2/W of that range.
+    let (cos, sin) = (angle.cos() / &scale, angle.sin() / &scale);
+    let tx = uniform(2.0 * MAX_SHIFT as f64 / w as f64);
+    let ty = uniform(2.0 * MAX_SHIFT as f64 / h as f64);
+    let theta = Tensor::stack(&[&cos, &(-&sin), &tx, &sin, &cos, &ty], 1).view([b, 2, 3]);
+    let grid = Tensor::affine_grid_generator(&theta, [b, c, h, w], false);
+    // Interpolation 0 = bilinear, padding 0 = zeros.
+    x.to_kind(Kind::Float).grid_sampler(&grid, 0, 0, false)
+}
+
 /// Mirrors a random half of the batch left-right.
 fn flip(x: &Tensor) -> Tensor {
     let b = x.size()[0];
     let mask = Tensor::rand([b, 1, 1, 1], (Kind::Float, x.device())).lt(0.5);
     x.flip([3]).where_self(&mask, x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 28×28 batch holding one bright 6×6 square in the middle of each image.
+    fn squares(b: i64) -> Tensor {
+        let x = Tensor::zeros([b, 1, 28, 28], (Kind::Uint8, tch::Device::Cpu));
+        let _ = x.narrow(2, 11, 6).narrow(3, 11, 6).fill_(200);
+        x
+    }
+
+    #[test]
+    fn shift_moves_whole_pixels_and_keeps_everything() {
+        tch::manual_seed(1);
+        let x = squares(64);
+        let y = Augment::Shift.apply(&x);
+        assert_eq!(y.kind(), Kind::Uint8);
+        // Every square moved by at most 2 pixels stays whole inside the image.
+        let sums = y
+            .to_kind(Kind::Int64)
+            .sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Int64);
+        assert!(sums.eq(200 * 36).all().int64_value(&[]) == 1);
+        assert!(!y.equal(&x), "nothing moved");
+    }
+
+    #[test]
+    fn affine_keeps_the_digit_near_its_place_and_size() {
+        tch::manual_seed(2);
+        let x = squares(256);
+        let y = Augment::Affine.apply(&x);
+        assert_eq!(y.size(), x.size());
+        assert!(y.min().double_value(&[]) >= 0.0 && y.max().double_value(&[]) <= 200.0 + 1e-3);
+        // Mass changes with the scale only: (1 ± 0.1)² of the original.
+        let ratio = y.sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Double) / (200.0 * 36.0);
+        assert!(
+            ratio.min().double_value(&[]) > 0.78 && ratio.max().double_value(&[]) < 1.23,
+            "{ratio}"
+        );
+        // The centre of mass moves by at most the shift (plus rounding).
+        let coords = Tensor::arange(28, (Kind::Double, tch::Device::Cpu));
+        let rows = y
+            .to_kind(Kind::Double)
+            .sum_dim_intlist(&[1i64, 3][..], false, Kind::Double);
+        let centre = (&rows * &coords).sum_dim_intlist(&[1i64][..], false, Kind::Double)
+            / rows.sum_dim_intlist(&[1i64][..], false, Kind::Double);
+        let offset = (centre - 13.5).abs().max().double_value(&[]);
+        assert!(offset <= MAX_SHIFT as f64 + 0.5, "centre moved {offset}");
+        // And the images differ from each other: the draws are per image.
+        assert!(!y.get(0).equal(&y.get(1)));
+    }
 }

@@ -17,7 +17,7 @@ pub struct TrainOptions {
     /// Dataset to train on, NAME (fit and val are carved from its train split) (mnist, fashion-mnist, cifar10, cifar100, ./photos) [default: mnist].
     #[cfg_attr(feature = "cli", arg(long))]
     pub dataset: Option<String>,
-    /// Encoder: seed, cnn, resnet [default: cnn for grey images, resnet for colour].
+    /// Encoder: seed, cnn, cnn-wide, resnet [default: cnn-wide for grey images, resnet for colour].
     #[cfg_attr(feature = "cli", arg(long))]
     pub arch: Option<String>,
     /// Loss: seed-contrastive, contrastive, triplet, angular, multi-similarity, supcon,
@@ -36,7 +36,7 @@ pub struct TrainOptions {
     /// Images per class in a pk batch (P = batch-size / K) [default: 32].
     #[cfg_attr(feature = "cli", arg(long))]
     pub per_class_batch: Option<usize>,
-    /// Passes over the training data [default: 4].
+    /// Passes over the training data [default: 8 for grey images, 4 for colour].
     #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
     /// Images per batch (pairs count twice) [default: 256].
@@ -72,7 +72,7 @@ pub struct TrainOptions {
     /// Same results on every run with the same seed (fixed threads, deterministic kernels).
     #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true"))]
     pub deterministic: Option<bool>,
-    /// Augmentation: auto (crop+flip for colour, none for grey), none, crop-flip, shift [default: auto].
+    /// Augmentation: auto (crop+flip for colour, affine for grey), none, crop-flip, shift, affine [default: auto].
     #[cfg_attr(feature = "cli", arg(long))]
     pub augment: Option<String>,
     /// Share of train held out for the per-epoch validation metric [default: 0.1].
@@ -161,7 +161,7 @@ impl TrainOptions {
         let dataset = self.dataset.unwrap_or_else(|| "mnist".into());
         let arch = self
             .arch
-            .unwrap_or_else(|| if colour { "resnet" } else { "cnn" }.into());
+            .unwrap_or_else(|| if colour { "resnet" } else { "cnn-wide" }.into());
         let loss = self.loss.unwrap_or_else(|| "multi-similarity".into());
         let sampler = self
             .sampler
@@ -172,7 +172,7 @@ impl TrainOptions {
             miner: self.miner,
             margin: self.margin,
             per_class_batch: self.per_class_batch.unwrap_or(32),
-            epochs: self.epochs.unwrap_or(4),
+            epochs: self.epochs.unwrap_or(if colour { 4 } else { 8 }),
             batch_size: self.batch_size.unwrap_or(256),
             lr: self.lr.unwrap_or(2e-3),
             optimizer: self.optimizer.unwrap_or_else(|| "adamw".into()),
