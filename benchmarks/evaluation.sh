@@ -24,16 +24,17 @@ if [[ " $recipes " == *" cifar10 "* && ! -f "$cifar/cifar-10-binary.tar.gz" ]]; 
   "$python" "$data/cifar10/build_official_formats.py" "$cifar" >/dev/null
 fi
 
-row() { # name, seed, evaluation JSON file
+row() { # name, seed, run dir
   python3 - "$@" <<'PY'
 import json, sys
-name, seed, path = sys.argv[1:]
-e = json.load(open(path))
+name, seed, run = sys.argv[1:]
+e = json.load(open(f"{run}/eval.json"))
+train = json.load(open(f"{run}/summary.json"))["epochs"][-1]["train_seconds"]
 def cells(m):
     return " | ".join(f"{m[k]:.4f}" for k in
         ("precision_at_1", "mean_average_precision_at_r", "r_precision", "nmi", "pair_roc_auc", "pair_eer"))
 raw, untrained = e["baselines"]["raw_pixels"], e["baselines"]["untrained"]
-print(f"| {name} | {seed} | {e['setup']['protocol']} | {cells(e)} | {e['pair_accuracy']:.4f} | "
+print(f"| {name} | {seed} | {train:.0f} | {e['setup']['protocol']} | {cells(e)} | {e['pair_accuracy']:.4f} | "
       f"{raw['precision_at_1']:.4f} / {raw['mean_average_precision_at_r']:.4f} / {raw['pair_roc_auc']:.4f} | "
       f"{untrained['precision_at_1']:.4f} / {untrained['mean_average_precision_at_r']:.4f} / {untrained['pair_roc_auc']:.4f} |")
 PY
@@ -45,12 +46,12 @@ run() { # name, data dir, protocol, train args...
     local run="$out/$name-$seed"
     "$bin" -q train --data-dir "$dir" --seed "$seed" --out "$run" "$@" >/dev/null
     "$bin" -q --json evaluate "$run" --data-dir "$dir" --protocol "$protocol" > "$run/eval.json"
-    row "$name" "$seed" "$run/eval.json"
+    row "$name" "$seed" "$run"
   done
 }
 
-echo "| recipe | seed | protocol | P@1 | MAP@R | R-prec | NMI | ROC-AUC | EER | pair acc | raw pixels P@1 / MAP@R / AUC | untrained P@1 / MAP@R / AUC |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+echo "| recipe | seed | train s | protocol | P@1 | MAP@R | R-prec | NMI | ROC-AUC | EER | pair acc | raw pixels P@1 / MAP@R / AUC | untrained P@1 / MAP@R / AUC |"
+echo "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
 for r in $recipes; do
   case $r in
     mnist) run "mnist default" "$data" gallery ;;

@@ -12,12 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use tch::Device;
 use twinsim_data::Dataset;
 
 use crate::metrics::verification;
 use crate::model::Model;
-use crate::similarity;
+use crate::similarity::{self, Pairs};
 use crate::{LearnError, Result};
 
 /// Pairs drawn for a calibration unless the caller asks otherwise.
@@ -160,17 +159,10 @@ impl Default for CalibrateOptions {
 /// trained on): embeds them, measures the pairs' distances and fits
 /// [`Calibration::fit`].
 pub fn calibrate(model: &Model, data: &Dataset, opts: &CalibrateOptions) -> Result<Calibration> {
-    let labels: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
-    let pairs = verification::balanced_pairs(&labels, opts.pairs, opts.seed);
     let emb = model.embed_images(&data.images, similarity::BATCH);
-    let index = |pick: fn(&(usize, usize, bool)) -> usize| {
-        let idx: Vec<i64> = pairs.iter().map(|p| pick(p) as i64).collect();
-        emb.index_select(0, &tch::Tensor::from_slice(&idx).to_device(Device::Cpu))
-    };
-    let distances = similarity::distances(model, &index(|p| p.0), &index(|p| p.1));
-    let same: Vec<bool> = pairs.iter().map(|p| p.2).collect();
+    let pairs = Pairs::draw(&emb, &data.labels, model.card.distance, opts.pairs, opts.seed);
     let source = format!("{}:{} ({} images)", data.name, data.split, data.len());
-    Calibration::fit(&distances, &same, opts.rule, source)
+    Calibration::fit(&pairs.distances, &pairs.same(), opts.rule, source)
 }
 
 /// The logistic function, written so neither tail overflows.

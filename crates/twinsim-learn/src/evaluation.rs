@@ -16,14 +16,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use twinsim_data::{Dataset, LoadOptions, SplitName};
 
 use crate::calibration::Calibration;
 use crate::metrics::{verification, Calculator, Retrieval, Verification};
 use crate::model::{Distance, Model};
 use crate::run::{Classes, Run};
-use crate::{similarity, tensor, LearnError, Result};
+use crate::similarity::{self, Pairs};
+use crate::{tensor, LearnError, Result};
 
 /// Every protocol with a one-line description.
 pub const PROTOCOLS: &[(&str, &str)] = &[
@@ -172,43 +173,6 @@ impl Embedded {
             gallery: data.gallery.as_ref().map(flat),
             distance: Distance::Euclidean,
         }
-    }
-}
-
-/// The verification pairs of a protocol: balanced random query pairs and
-/// their embedding distances.
-#[derive(Clone, Debug)]
-pub struct Pairs {
-    /// (query i, query j, same class).
-    pub pairs: Vec<(usize, usize, bool)>,
-    pub distances: Vec<f64>,
-}
-
-impl Pairs {
-    /// Distances of `n` balanced random pairs of `queries` (N, D) labelled
-    /// `labels`, drawn with `seed`.
-    pub fn draw(queries: &Tensor, labels: &[u32], distance: Distance, n: usize, seed: u64) -> Pairs {
-        let labels: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
-        let pairs = verification::balanced_pairs(&labels, n, seed);
-        let side = |pick: fn(&(usize, usize, bool)) -> usize| {
-            let idx: Vec<i64> = pairs.iter().map(|p| pick(p) as i64).collect();
-            queries.index_select(0, &Tensor::from_slice(&idx))
-        };
-        let d = distance
-            .rows(&side(|p| p.0), &side(|p| p.1))
-            .to_kind(Kind::Double);
-        let distances = Vec::<f64>::try_from(&d).expect("a CPU tensor converts to f64 values");
-        Pairs { pairs, distances }
-    }
-
-    /// Whether each pair is of one class.
-    pub fn same(&self) -> Vec<bool> {
-        self.pairs.iter().map(|p| p.2).collect()
-    }
-
-    /// Verification scores: higher = more similar.
-    pub fn scores(&self) -> Vec<f64> {
-        self.distances.iter().map(|d| -d).collect()
     }
 }
 

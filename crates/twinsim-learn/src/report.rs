@@ -12,9 +12,10 @@ use twinsim_data::{Dataset, LoadOptions};
 use twinsim_report::{self as draw, HtmlReport, Neighbour, NeighbourRow, PairTile, Panel, Series, Tile};
 
 use crate::calibration::Calibration;
-use crate::evaluation::{self, Embedded, EvalOptions, Pairs, ProtocolData};
+use crate::evaluation::{self, Embedded, EvalOptions, ProtocolData};
 use crate::metrics::{self, verification};
 use crate::run::Run;
+use crate::similarity::Pairs;
 use crate::Result;
 
 /// Scored pairs drawn in the pair grid.
@@ -297,7 +298,7 @@ impl Context<'_> {
                 .chunks(2)
                 .map(|p| (f64::from(p[0]), f64::from(p[1])))
                 .collect();
-            vec![("embedding.png", "The 2-d embedding itself", points)]
+            vec![("embedding.png", "The 2-d embedding", points)]
         } else {
             vec![
                 ("pca.png", "PCA", draw::pca_2d(&values, n, d)?),
@@ -311,7 +312,7 @@ impl Context<'_> {
         for (file, title, points) in maps {
             draw::scatter_chart(
                 self.out.join(file),
-                &format!("{title} of {n} test embeddings"),
+                &format!("{title}: {n} test images"),
                 &points,
                 &labels,
                 classes,
@@ -319,7 +320,7 @@ impl Context<'_> {
             section.image(
                 file,
                 title,
-                format!("{title} of {n} test embeddings, coloured by class."),
+                format!("{title} of the embeddings of {n} test images, coloured by class."),
             );
         }
         Ok(())

@@ -396,7 +396,8 @@ fn files_buffers_and_decoded_images_embed_alike() {
     for i in 0..3 {
         let mut png = Vec::new();
         let grey = image::GrayImage::from_raw(28, 28, test.images.image(i).to_vec()).unwrap();
-        grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
         let path = tmp.path().join(format!("{i}.png"));
         std::fs::write(&path, &png).unwrap();
         encoded.push(png);
@@ -412,13 +413,25 @@ fn files_buffers_and_decoded_images_embed_alike() {
     assert!(e.allclose(&model.embed_images(&decoded, 3), 1e-6, 1e-6, false));
 
     let err = images::from_bytes(&[("nothing.png", b"".as_slice())], &model.card.preprocess).unwrap_err();
-    assert!(err.to_string().contains("nothing.png") && err.to_string().contains("empty"), "{err}");
+    assert!(
+        err.to_string().contains("nothing.png") && err.to_string().contains("empty"),
+        "{err}"
+    );
 
     let hash = model.weights_hash();
-    let c = Calibration::fit(&[0.1, 0.2, 0.8, 0.9], &[true, true, false, false], ThresholdRule::BestAccuracy, "t".into())
-        .unwrap();
+    let c = Calibration::fit(
+        &[0.1, 0.2, 0.8, 0.9],
+        &[true, true, false, false],
+        ThresholdRule::BestAccuracy,
+        "t".into(),
+    )
+    .unwrap();
     model.set_calibration(&c);
-    assert_eq!(model.weights_hash(), hash, "calibration is not part of the model's identity");
+    assert_eq!(
+        model.weights_hash(),
+        hash,
+        "calibration is not part of the model's identity"
+    );
     assert_eq!(model.calibration(), Some(c.clone()));
     let scored = similarity::compare(&model, &c, &decoded.select(&[0]), &decoded.select(&[0]));
     assert!(scored[0].distance.abs() < 1e-6 && scored[0].same);
