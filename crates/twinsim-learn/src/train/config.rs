@@ -39,7 +39,7 @@ pub struct TrainOptions {
     /// Passes over the training data [default: 8 for grey images, 4 for colour].
     #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
-    /// Images per batch (pairs count twice) [default: 256].
+    /// Images per batch (pairs count twice) [default: 256, or fewer classes x K for pk batches].
     #[cfg_attr(feature = "cli", arg(long))]
     pub batch_size: Option<usize>,
     /// Peak learning rate [default: 0.002].
@@ -156,8 +156,9 @@ pub struct TrainConfig {
 
 impl TrainOptions {
     /// Fills every unset option with its default; `colour` says whether the
-    /// dataset's images have 3 channels (it picks the encoder).
-    pub fn resolve(self, colour: bool) -> TrainConfig {
+    /// dataset's images have 3 channels (it picks the encoder), `classes`
+    /// how many classes have images (it caps P x K batches).
+    pub fn resolve(self, colour: bool, classes: usize) -> TrainConfig {
         let dataset = self.dataset.unwrap_or_else(|| "mnist".into());
         let arch = self
             .arch
@@ -168,12 +169,19 @@ impl TrainOptions {
             .unwrap_or_else(|| if loss == "seed-contrastive" { "pairs" } else { "pk" }.into());
         let embedding_dim = self.embedding_dim.unwrap_or(if arch == "seed" { 2 } else { 128 });
         let out = self.out.unwrap_or_else(|| next_run_dir(&dataset, &arch, &loss));
+        let per_class_batch = self.per_class_batch.unwrap_or(32);
+        // A P x K batch cannot hold more classes than the data has.
+        let batch_size = match (&self.batch_size, sampler.as_str()) {
+            (Some(b), _) => *b,
+            (None, "pk") => 256.min(classes.max(2) * per_class_batch),
+            (None, _) => 256,
+        };
         TrainConfig {
             miner: self.miner,
             margin: self.margin,
-            per_class_batch: self.per_class_batch.unwrap_or(32),
+            per_class_batch,
             epochs: self.epochs.unwrap_or(if colour { 4 } else { 8 }),
-            batch_size: self.batch_size.unwrap_or(256),
+            batch_size,
             lr: self.lr.unwrap_or(2e-3),
             optimizer: self.optimizer.unwrap_or_else(|| "adamw".into()),
             weight_decay: self.weight_decay.unwrap_or(1e-4),

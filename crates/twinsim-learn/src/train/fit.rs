@@ -106,7 +106,7 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     let colour = fit.images.shape().channels == 3;
     let cfg = match &resumed {
         Some((_, cfg)) => cfg.clone(),
-        None => req.options.clone().resolve(colour),
+        None => req.options.clone().resolve(colour, present_classes(&fit)),
     };
     // Everything that can be wrong with the configuration fails here, before
     // a run directory is created.
@@ -177,6 +177,11 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     }
     let gallery = split::apply(train_base, SplitName::Train, &data.selection)?;
     finish(dir, cfg, parts, epochs, Eval { gallery, val, test }, fit.len())
+}
+
+/// How many classes have images in `ds`.
+fn present_classes(ds: &Dataset) -> usize {
+    ds.class_counts().iter().filter(|&&n| n > 0).count()
 }
 
 /// The test split for the final evaluation, read before training so a
