@@ -57,6 +57,16 @@ fn round_trip_and_alignment() {
     assert_eq!(a.values, vec![1, 2, 3, 4]);
 }
 
+/// `bytes` with the first `from` replaced by `to` (the header is text, the
+/// rest is not).
+fn edit(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .expect("text present");
+    [&bytes[..at], to.as_bytes(), &bytes[at + from.len()..]].concat()
+}
+
 #[test]
 fn malformed_files_are_refused_with_a_reason() {
     let good = npy::to_bytes(&[4], &[1.0f32, 2.0, 3.0, 4.0]);
@@ -66,10 +76,7 @@ fn malformed_files_are_refused_with_a_reason() {
     assert!(npy::from_bytes::<i64>(&good)
         .unwrap_err()
         .contains("dtype <f4 where <i8"));
-    let fortran = String::from_utf8_lossy(&good).replace("'fortran_order': False", "'fortran_order': True ");
-    assert!(err(fortran.as_bytes()).contains("Fortran"));
-    let object = String::from_utf8_lossy(&good).replace("'<f4'", "'|O' ");
-    assert!(err(object.as_bytes()).contains("dtype |O"));
-    let huge = String::from_utf8_lossy(&good).replace("(4,)", "(99999999999999999999,)");
-    assert!(npy::from_bytes::<f32>(huge.as_bytes()).is_err());
+    assert!(err(&edit(&good, "'fortran_order': False", "'fortran_order': True ")).contains("Fortran"));
+    assert!(err(&edit(&good, "'<f4'", "'|O' ")).contains("dtype |O"));
+    assert!(err(&edit(&good, "(4,)", "(9999999999999999999999,)")).contains("shape"));
 }

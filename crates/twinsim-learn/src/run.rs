@@ -83,13 +83,17 @@ impl Run {
         let spec = spec.with_split(split);
         let opts = self.load_options(base);
         let ds = twinsim_data::load(&spec, &opts)?;
-        let own = same_source(&spec, &self.dataset().parse()?);
-        let keep = |c: &String| self.model.card.classes.contains(c);
-        let labels: Vec<u32> = match (classes, own) {
-            (Classes::All, _) | (_, false) => return Ok(ds),
-            (Classes::Trained, true) => matching(&ds, keep),
-            (Classes::Unseen, true) => matching(&ds, |c| !keep(c)),
+        if !same_source(&spec, &self.dataset().parse()?) || classes == Classes::All {
+            return Ok(ds);
+        }
+        // The run's --classes, read against this dataset's class names.
+        let trained = match &self.config.classes {
+            Some(list) => split::parse_classes(list, &ds.classes)?,
+            None => (0..ds.classes.len() as u32).collect(),
         };
+        let labels: Vec<u32> = (0..ds.classes.len() as u32)
+            .filter(|l| trained.contains(l) == (classes == Classes::Trained))
+            .collect();
         if labels.is_empty() {
             return Err(crate::LearnError::config(
                 format!(
@@ -114,13 +118,6 @@ impl Run {
         }
         Ok(SplitName::Test)
     }
-}
-
-/// Sorted label indices of `ds`'s classes whose name passes `keep`.
-fn matching(ds: &Dataset, keep: impl Fn(&String) -> bool) -> Vec<u32> {
-    (0..ds.classes.len() as u32)
-        .filter(|&i| keep(&ds.classes[i as usize]))
-        .collect()
 }
 
 /// Whether two specs read the same dataset (whatever their splits).

@@ -209,3 +209,59 @@ fn a_diverging_run_stops_with_a_clear_message() {
     assert_user_error(ok, &err, "the loss became");
     assert!(!out.join("model.safetensors").exists());
 }
+
+#[test]
+fn default_batches_fit_a_run_on_a_few_classes() {
+    // 256 images as 8 classes x 32 cannot be drawn from 5 classes: the
+    // default batch shrinks to 5 x 32 instead of failing.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args([
+            "train",
+            "--dataset",
+            "mnist-sample",
+            "--classes",
+            "0-4",
+            "--per-class",
+            "64",
+            "--epochs",
+            "1",
+            "--arch",
+            "cnn",
+            "--out",
+        ])
+        .arg(&out));
+    assert!(ok, "{err}");
+    let config: Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["batch-size"], 160);
+
+    // The digits left out are what class-disjoint evaluation measures.
+    let protocol = |name: &str| -> Value {
+        let (ok, stdout, err) = run(twinsim(tmp.path())
+            .args([
+                "--json",
+                "evaluate",
+                "--no-baselines",
+                "--pairs",
+                "500",
+                "--protocol",
+                name,
+            ])
+            .arg(&out));
+        assert!(ok, "{err}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let seen = protocol("gallery");
+    let unseen = protocol("class-disjoint");
+    let test_labels: Vec<u32> = {
+        let spec: twinsim_data::DatasetSpec = "mnist-sample:test".parse().unwrap();
+        twinsim_data::load(&spec, &twinsim_data::LoadOptions::from_env(None))
+            .unwrap()
+            .labels
+    };
+    let low = test_labels.iter().filter(|&&l| l < 5).count();
+    assert_eq!(seen["setup"]["queries"], low);
+    assert_eq!(unseen["setup"]["queries"], test_labels.len() - low);
+    assert!(unseen["pair_roc_auc"].as_f64().unwrap() > 0.5, "{unseen}");
+}
