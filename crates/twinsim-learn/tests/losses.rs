@@ -7,9 +7,9 @@
 //! the norm, since elementwise relative errors blow up on entries near 0).
 //! In float32: 1e-4 and 1e-3 on the same measures.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 use tch::{nn, Device, Kind, Tensor};
@@ -37,31 +37,8 @@ const F32: Tolerance = Tolerance {
     grad: 1e-3,
 };
 
-fn fixtures() -> &'static Value {
-    static FIXTURES: OnceLock<Value> = OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let dir = std::env::var_os("TWINSIM_SHARED_ORACLE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/oracle/fixtures")
-            });
-        let path = dir.join("losses.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (set TWINSIM_SHARED_ORACLE to the fixtures folder)",
-                path.display()
-            )
-        });
-        serde_json::from_str(&text).expect("losses.json is JSON")
-    })
-}
-
 fn case(name: &str) -> &'static Value {
-    let cases = fixtures()["cases"].as_array().expect("losses.json has cases");
-    cases
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no fixture case {name}"))
+    common::case("losses.json", name)
 }
 
 /// A JSON array of arrays of numbers → (rows, cols) float64.
@@ -451,7 +428,7 @@ fn seed_contrastive_matches_the_seed_formula() {
 /// A new fixture case must get a test, not be skipped silently.
 #[test]
 fn every_fixture_case_is_checked() {
-    let fixture: BTreeSet<&str> = fixtures()["cases"]
+    let fixture: BTreeSet<&str> = common::fixture("losses.json")["cases"]
         .as_array()
         .unwrap()
         .iter()

@@ -4,9 +4,9 @@
 //! verification as scikit-learn and numpy do; then properties that any
 //! correct implementation has (chunking, ties, reproducibility, NMI by hand).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,31 +20,8 @@ use twinsim_learn::model::Distance;
 /// The oracle's values are float64 computations; ours too.
 const TOL: f64 = 1e-9;
 
-fn fixtures() -> &'static Value {
-    static FIXTURES: OnceLock<Value> = OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let dir = std::env::var_os("TWINSIM_SHARED_ORACLE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/oracle/fixtures")
-            });
-        let path = dir.join("metrics.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (set TWINSIM_SHARED_ORACLE to the fixtures folder)",
-                path.display()
-            )
-        });
-        serde_json::from_str(&text).expect("metrics.json is JSON")
-    })
-}
-
 fn case(name: &str) -> &'static Value {
-    let cases = fixtures()["cases"].as_array().expect("metrics.json has cases");
-    cases
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no fixture case {name}"))
+    common::case("metrics.json", name)
 }
 
 /// A JSON array of rows → (rows, cols) float64, rounded through float32 first:
