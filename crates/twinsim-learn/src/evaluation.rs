@@ -252,11 +252,22 @@ pub fn record(run_dir: &Path, result: &Evaluation) -> Result<()> {
 
 /// Evaluates `run`'s model on `data` as `opts` asks.
 pub fn evaluate(run: &Run, data: &ProtocolData, opts: &EvalOptions) -> Result<Evaluation> {
+    evaluate_embedded(run, data, &Embedded::by_model(&run.model, data), opts)
+}
+
+/// [`evaluate`] with the model's embeddings of `data` already computed
+/// (a report embeds once for its pictures and its metrics).
+pub fn evaluate_embedded(
+    run: &Run,
+    data: &ProtocolData,
+    emb: &Embedded,
+    opts: &EvalOptions,
+) -> Result<Evaluation> {
     let start = Instant::now();
     let model = &run.model;
     let calibration = model.calibration();
     let mut baselines = BTreeMap::new();
-    let scores = score(&Embedded::by_model(model, data), data, opts, calibration.as_ref())?;
+    let scores = score(emb, data, opts, calibration.as_ref())?;
     if opts.baselines {
         baselines.insert(
             "raw_pixels",

@@ -138,7 +138,7 @@ impl Context<'_> {
         let value = match recorded {
             Some(v) if eval_opts.dataset.is_none() => v,
             _ => {
-                let result = evaluation::evaluate(self.run, self.data, eval_opts)?;
+                let result = evaluation::evaluate_embedded(self.run, self.data, self.emb, eval_opts)?;
                 if eval_opts.dataset.is_none() {
                     evaluation::record(&self.run.dir, &result)?;
                 }
@@ -193,9 +193,11 @@ impl Context<'_> {
     fn pairs(&self, page: &mut HtmlReport, pairs: &Pairs) -> Result<()> {
         let (scores, same) = (pairs.scores(), pairs.same());
         let section = page.section("Pairs");
+        // Without a calibration, the best threshold on these pairs decides.
+        let best = verification::best_threshold(&scores, &same).0;
         let decide = |d: f64| match self.calibration {
             Some(c) => c.same(d),
-            None => -d >= verification::best_threshold(&scores, &same).0,
+            None => -d >= best,
         };
         let tiles: Vec<PairTile> = interleaved(&pairs.pairs, GRID_PAIRS)
             .into_iter()
