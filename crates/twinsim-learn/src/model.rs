@@ -16,8 +16,10 @@ use crate::encoders::{self, EncoderSpec};
 use crate::{LearnError, Result};
 
 /// The card format this code writes and reads; a card with another version
-/// is refused rather than half-understood.
-pub const FORMAT_VERSION: u32 = 1;
+/// is refused rather than half-understood. Version 2: the encoders pool
+/// straight after a downsampling convolution, before batch norm, so weights
+/// of version 1 would compute something else.
+pub const FORMAT_VERSION: u32 = 2;
 /// The weights file in a run directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// The card file in a run directory.
@@ -215,7 +217,7 @@ impl Model {
     /// Preprocessed float (B, C, H, W) → embeddings (B, D), each row of norm 1
     /// when `card.normalize`. `train` puts batch norm in training mode.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let e = self.net.forward_t(x, train);
+        let e = self.net.forward_t(&encoders::channels_last(x), train);
         if self.card.normalize {
             // Clamped like PyTorch's F.normalize, so a zero embedding stays zero.
             let norm = e.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);

@@ -120,9 +120,15 @@ fn files_are_standard_safetensors_and_json_written_atomically() {
         vec![CARD_FILE, WEIGHTS_FILE],
         "temporary files left behind"
     );
-    // Byte for byte what tch's own safetensors writer makes of the variables.
+    // Byte for byte what tch's own safetensors writer makes of the variables
+    // (which it wants contiguous: convolution weights are kept channels-last).
     let reference = dir.parent().unwrap().join("reference.safetensors");
-    let vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    let vars: Vec<(String, Tensor)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.contiguous()))
+        .collect();
     Tensor::write_safetensors(&vars, &reference).unwrap();
     assert_eq!(
         std::fs::read(dir.join(WEIGHTS_FILE)).unwrap(),

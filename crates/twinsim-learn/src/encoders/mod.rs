@@ -119,24 +119,52 @@ fn check_sizes(spec: &EncoderSpec) -> Result<()> {
     Ok(())
 }
 
-/// A convolution then batch normalisation, with an optional ReLU:
-/// (B, C_in, H, W) → (B, C_out, H', W'). The building block of every encoder.
+/// A convolution, an optional 2×2 max-pool, batch normalisation and an
+/// optional ReLU: (B, C_in, H, W) → (B, C_out, H', W'). The building block
+/// of every encoder.
+///
+/// Pooling straight after the convolution (as airbench does) lets batch
+/// norm and ReLU work on a quarter of the values (docs/benchmarks.md, "What
+/// each change bought").
 #[derive(Debug)]
 struct ConvBn {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
+    pool: bool,
     relu: bool,
+}
+
+impl ConvBn {
+    /// Stores the convolution's weights channels-last (see [`channels_last`]).
+    fn new(mut conv: nn::Conv2D, bn: nn::BatchNorm, pool: bool, relu: bool) -> ConvBn {
+        let weights = channels_last(&conv.ws);
+        conv.ws.set_data(&weights);
+        ConvBn { conv, bn, pool, relu }
+    }
 }
 
 impl ModuleT for ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let h = self.bn.forward_t(&xs.apply(&self.conv), train);
+        let mut h = xs.apply(&self.conv);
+        if self.pool {
+            h = h.max_pool2d_default(2);
+        }
+        h = self.bn.forward_t(&h, train);
         if self.relu {
             h.relu()
         } else {
             h
         }
     }
+}
+
+/// The same values as `x` (B, C, H, W), laid out channels-last in memory
+/// (NHWC strides). libtorch's CPU (oneDNN) and GPU convolutions, pooling and
+/// batch norm run faster on that layout, and keep it from layer to layer
+/// once input and weights have it (docs/benchmarks.md, "What each change
+/// bought").
+pub(crate) fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// Batch norm as PyTorch initialises it (weight 1, bias 0; eps 1e-5,
@@ -153,27 +181,30 @@ fn bn_config() -> nn::BatchNormConfig {
 /// the batch norm after it would cancel, batch norm and ReLU, with variables
 /// `conv.weight` and `bn.*` under `vs`.
 fn conv_bn_relu(vs: &nn::Path, c_in: i64, c_out: i64) -> ConvBn {
+    conv_bn_block(vs, c_in, c_out, false)
+}
+
+/// [`conv_bn_relu`] with a 2×2 max-pool after the convolution: (B, C_in, H,
+/// W) → (B, C_out, H/2, W/2), one downsampling stage.
+fn conv_pool(vs: &nn::Path, c_in: i64, c_out: i64) -> ConvBn {
+    conv_bn_block(vs, c_in, c_out, true)
+}
+
+fn conv_bn_block(vs: &nn::Path, c_in: i64, c_out: i64, pool: bool) -> ConvBn {
     let cfg = nn::ConvConfig {
         padding: 1,
         bias: false,
         ..Default::default()
     };
-    ConvBn {
-        conv: nn::conv2d(vs / "conv", c_in, c_out, 3, cfg),
-        bn: nn::batch_norm2d(vs / "bn", c_out, bn_config()),
-        relu: true,
-    }
+    ConvBn::new(
+        nn::conv2d(vs / "conv", c_in, c_out, 3, cfg),
+        nn::batch_norm2d(vs / "bn", c_out, bn_config()),
+        pool,
+        true,
+    )
 }
 
 /// (B, C, H, W) → (B, C): the mean over each feature map, whatever its size.
 fn global_avg_pool(xs: &Tensor) -> Tensor {
     xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
-}
-
-/// [`conv_bn_relu`] then a 2×2 max-pool: (B, C_in, H, W) →
-/// (B, C_out, H/2, W/2), one downsampling stage.
-fn conv_pool(vs: &nn::Path, c_in: i64, c_out: i64) -> nn::SequentialT {
-    nn::seq_t()
-        .add(conv_bn_relu(vs, c_in, c_out))
-        .add_fn(|x| x.max_pool2d_default(2))
 }

@@ -68,11 +68,12 @@ fn conv_bn(vs: &nn::Path, i: usize, c_in: i64, c_out: i64, padding: i64) -> Conv
         },
         ..Default::default()
     };
-    ConvBn {
-        conv: nn::conv2d(vs / format!("c{i}"), c_in, c_out, 3, cfg),
-        bn: nn::batch_norm2d(vs / format!("bn{i}"), c_out, bn_config()),
-        relu: false,
-    }
+    ConvBn::new(
+        nn::conv2d(vs / format!("c{i}"), c_in, c_out, 3, cfg),
+        nn::batch_norm2d(vs / format!("bn{i}"), c_out, bn_config()),
+        false,
+        false,
+    )
 }
 
 /// PyTorch's `nn.Linear` initialisation (tch's default bias already

@@ -214,7 +214,7 @@ fn build(cfg: &TrainConfig, fit: &Dataset, device: Device) -> Result<Parts> {
     let shape = fit.images.shape();
     let euclidean = cfg.loss == "seed-contrastive";
     let card = ModelCard {
-        format_version: 1,
+        format_version: crate::model::FORMAT_VERSION,
         encoder: EncoderSpec {
             arch: cfg.arch.clone(),
             in_channels: shape.channels as i64,
