@@ -1,0 +1,145 @@
+# Shared code of the Python peers (seed_system.py, pml_triplet.py): MNIST from
+# the gzipped IDX files, seeding, the training timer and the evaluation
+# protocol twinsim's `evaluate` uses (docs/benchmarks.md, "Evaluation"):
+#   - gallery: the 10,000 test images as queries against the 60,000 training
+#     images, Precision@1 and MAP@R from pytorch-metric-learning's
+#     AccuracyCalculator (k = max_bin_count, brute-force kNN, no faiss);
+#   - pair ROC-AUC on 10,000 balanced random test pairs (numpy seed 0).
+# Each peer prints exactly one JSON object on stdout; logs go to stderr.
+# Not run by itself.
+import argparse
+import gzip
+import json
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import pytorch_metric_learning
+import torch
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import CustomKNN
+from sklearn.metrics import roc_auc_score
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def parse_args(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", default="../shared/data", help="folder holding mnist/*.gz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, all cores]")
+    return p
+
+
+def setup(args):
+    """Threads and seeds (Python, numpy, torch)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]  # magic: 0, 0, dtype (0x08 = uint8), number of dimensions
+    assert raw[:3] == b"\x00\x00\x08", f"{path}: not a uint8 IDX file"
+    shape = np.frombuffer(raw, ">u4", count=ndim, offset=4)
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_mnist(data_dir):
+    """(train images, train labels, test images, test labels): images as
+    float tensors N x 1 x 28 x 28 in [0, 1] (like ToTensor), labels int64."""
+    d = os.path.join(data_dir, "mnist")
+
+    def split(name):
+        x = read_idx(os.path.join(d, f"{name}-images-idx3-ubyte.gz"))
+        y = read_idx(os.path.join(d, f"{name}-labels-idx1-ubyte.gz"))
+        return torch.from_numpy(x.astype(np.float32) / 255).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+
+    return (*split("train"), *split("t10k"))
+
+
+class Timer:
+    """Accumulates wall time spent inside `with timer:` blocks."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self.start
+
+
+@torch.no_grad()
+def embed(model, x, batch=1000):
+    model.eval()
+    return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def balanced_pairs(labels, n=10_000, seed=0):
+    """n pairs of distinct indices, half of the same label, half of different labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    same = []
+    while len(same) < n // 2:
+        i = rng.integers(len(labels))
+        j = rng.choice(by_class[labels[i]])
+        if i != j:
+            same.append((i, j))
+    diff = []
+    while len(diff) < n - n // 2:
+        i, j = rng.integers(len(labels), size=2)
+        if labels[i] != labels[j]:
+            diff.append((i, j))
+    pairs = np.array(same + diff)
+    return pairs[:, 0], pairs[:, 1], np.r_[np.ones(len(same)), np.zeros(len(diff))]
+
+
+def evaluate(model, data, distance):
+    """The gallery protocol's P@1 and MAP@R, and pair ROC-AUC, under `distance`."""
+    xtr, ytr, xte, yte = data
+    train_emb, test_emb = embed(model, xtr), embed(model, xte)
+    calc = AccuracyCalculator(
+        include=("precision_at_1", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        knn_func=CustomKNN(distance, batch_size=1000),
+    )
+    acc = calc.get_accuracy(test_emb, yte, train_emb, ytr, ref_includes_query=False)
+    i, j, same = balanced_pairs(yte.numpy())
+    a, b = distance.maybe_normalize(test_emb[i]), distance.maybe_normalize(test_emb[j])
+    d = distance.pairwise_distance(a, b)  # elementwise: one distance (or similarity) a pair
+    score = d if distance.is_inverted else -d  # higher = more alike
+    return {
+        "precision_at_1": float(acc["precision_at_1"]),
+        "mean_average_precision_at_r": float(acc["mean_average_precision_at_r"]),
+        "pair_roc_auc": float(roc_auc_score(same, score.numpy())),
+    }
+
+
+def report(system, args, model, data, distance, train_seconds, images):
+    """Evaluates `model` and prints the run's JSON line; `images` counts the
+    training images processed (both images of a pair)."""
+    log(f"{system}: trained in {train_seconds:.1f} s, evaluating")
+    result = {
+        "system": system,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "train_seconds": train_seconds,
+        "images_per_second": images / train_seconds,
+        **evaluate(model, data, distance),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "pml": pytorch_metric_learning.__version__,
+    }
+    print(json.dumps(result), flush=True)
