@@ -259,6 +259,14 @@ fn cards_of_unknown_format_or_architecture_are_refused() {
         "{msg}"
     );
 
+    // Format 1 pooled after batch norm: its weights would compute something else.
+    let mut old = good.clone();
+    old["format_version"] = serde_json::json!(1);
+    std::fs::write(&path, old.to_string()).unwrap();
+    let (msg, hint) = load_err(&dir);
+    assert!(msg.contains("format_version 1"), "{msg}");
+    assert!(hint.contains("retrain"), "{hint}");
+
     let mut unknown = good.clone();
     unknown["encoder"]["arch"] = serde_json::json!("vgg");
     std::fs::write(&path, unknown.to_string()).unwrap();
