@@ -178,8 +178,8 @@ fn bn_config() -> nn::BatchNormConfig {
 }
 
 /// A 3×3 convolution (padding 1, so H and W are kept) without bias, which
-/// the batch norm after it would cancel, batch norm and ReLU, with variables
-/// `conv.weight` and `bn.*` under `vs`.
+/// the batch norm after it would cancel, batch norm and ReLU:
+/// (B, C_in, H, W) → (B, C_out, H, W).
 fn conv_bn_relu(vs: &nn::Path, c_in: i64, c_out: i64) -> ConvBn {
     conv_bn_block(vs, c_in, c_out, false)
 }
@@ -190,6 +190,8 @@ fn conv_pool(vs: &nn::Path, c_in: i64, c_out: i64) -> ConvBn {
     conv_bn_block(vs, c_in, c_out, true)
 }
 
+/// A bias-free 3×3 convolution (padding 1), an optional 2×2 max-pool, batch
+/// norm and ReLU, with variables `conv.weight` and `bn.*` under `vs`.
 fn conv_bn_block(vs: &nn::Path, c_in: i64, c_out: i64, pool: bool) -> ConvBn {
     let cfg = nn::ConvConfig {
         padding: 1,

@@ -1,10 +1,10 @@
 //! `resnet`: ResNet-9 in the airbench / Myrtle layout for 32×32 colour
 //! images, usable at any size ≥ 28×28 and any channel count.
 //!
-//! Layout with base width w: conv-BN-ReLU w (stem); stage 1: conv-BN-ReLU 2w,
-//! max-pool, residual pair of 2w convs; stage 2: conv-BN-ReLU 4w, max-pool;
-//! stage 3: conv-BN-ReLU 8w, max-pool, residual pair of 8w convs; global max
-//! pool; linear 8w → D.
+//! Layout with base width w: conv-BN-ReLU w (stem); stage 1: conv 2w,
+//! max-pool, BN-ReLU, residual pair of 2w conv-BN-ReLUs; stage 2: conv 4w,
+//! max-pool, BN-ReLU; stage 3: conv 8w, max-pool, BN-ReLU, residual pair of
+//! 8w conv-BN-ReLUs; global max pool; linear 8w → D.
 //!
 //! Cost at 3×32×32: 92,160·w² + 27,648·w + 8w·D multiply-adds (the three
 //! stage convs and two residual pairs cost 4,718,592·(w/16)² each, the stem
