@@ -15,11 +15,7 @@ seeds=${2:-0 1 2}
 bin=target/release/twinsim
 export TWINSIM_OFFLINE=1
 out=$(mktemp -d)
-cifar=target/bench-data/cifar10-official
-if [ ! -f "$cifar/cifar-10-binary.tar.gz" ]; then
-  python=${TWINSIM_PYTHON:-.venv/bin/python}
-  "$python" "$data/cifar10/build_official_formats.py" "$cifar" >/dev/null
-fi
+cifar=$(benchmarks/cifar10_official.sh "$data")
 
 row() { # name, run dir, start, end (seconds since the epoch)
   python3 - "$@" <<'PY'

@@ -18,11 +18,7 @@ recipes=${3:-mnist disjoint fashion cifar10}
 bin=target/release/twinsim
 export TWINSIM_OFFLINE=1
 out=$(mktemp -d)
-cifar=target/bench-data/cifar10-official
-if [[ " $recipes " == *" cifar10 "* && ! -f "$cifar/cifar-10-binary.tar.gz" ]]; then
-  python=${TWINSIM_PYTHON:-.venv/bin/python}
-  "$python" "$data/cifar10/build_official_formats.py" "$cifar" >/dev/null
-fi
+if [[ " $recipes " == *" cifar10 "* ]]; then cifar=$(benchmarks/cifar10_official.sh "$data"); fi
 
 row() { # name, seed, run dir
   python3 - "$@" <<'PY'

@@ -48,15 +48,10 @@ slug() { echo "$1" | tr 'A-Z ' 'a-z-'; }
 selected() { [[ -z $systems || " $systems " == *" $(slug "$1") "* ]]; }
 
 # The data dir for a dataset: DATA_DIR, or for CIFAR-10 its official binary
-# format, built once from the shared JPEG copy (as benchmarks/evaluation.sh).
+# format, built once from the shared JPEG copy (benchmarks/cifar10_official.sh).
 data_dir() {
   case $1 in
-    cifar10)
-      local cifar=target/bench-data/cifar10-official
-      if [[ ! -f $cifar/cifar-10-binary.tar.gz ]]; then
-        "${TWINSIM_PYTHON:-.venv/bin/python}" "$data/cifar10/build_official_formats.py" "$cifar" >/dev/null
-      fi
-      echo "$cifar" ;;
+    cifar10) benchmarks/cifar10_official.sh "$data" ;;
     *) echo "$data" ;;
   esac
 }
