@@ -12,7 +12,7 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 use twinsim_data::{sample, ImageShape, Images, SplitName};
 use twinsim_learn::encoders::EncoderSpec;
-use twinsim_learn::model::{Distance, Model, ModelCard, Preprocess, FORMAT_VERSION};
+use twinsim_learn::model::{Distance, Embedding, Model, ModelCard, Preprocess, FORMAT_VERSION};
 use twinsim_learn::similarity::BATCH;
 
 /// Single images embedded for the latency figure, after as many warm-ups.
@@ -138,6 +138,7 @@ fn card(arch: &str, shape: ImageShape) -> ModelCard {
         },
         distance: Distance::Cosine,
         normalize: true,
+        embedding: Embedding::Head,
         classes: (0..10).map(|d| d.to_string()).collect(),
         dataset: "bench".into(),
         loss: "none".into(),

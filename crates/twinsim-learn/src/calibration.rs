@@ -161,7 +161,18 @@ impl Default for CalibrateOptions {
 pub fn calibrate(model: &Model, data: &Dataset, opts: &CalibrateOptions) -> Result<Calibration> {
     let emb = model.embed_images(&data.images, similarity::BATCH);
     let pairs = Pairs::draw(&emb, &data.labels, model.card.distance, opts.pairs, opts.seed);
-    let source = format!("{}:{} ({} images)", data.name, data.split, data.len());
+    let counts = data.class_counts();
+    let present: Vec<&str> = (data.classes.iter().zip(&counts))
+        .filter(|(_, &n)| n > 0)
+        .map(|(c, _)| c.as_str())
+        .collect();
+    // Name the classes when only some are there (trained or unseen ones).
+    let classes = if present.len() < data.classes.len() {
+        format!(", classes {}", present.join(","))
+    } else {
+        String::new()
+    };
+    let source = format!("{}:{}{classes} ({} images)", data.name, data.split, data.len());
     Calibration::fit(&pairs.distances, &pairs.same(), opts.rule, source)
 }
 

@@ -21,7 +21,7 @@ use twinsim_data::{Dataset, LoadOptions, SplitName};
 
 use crate::calibration::Calibration;
 use crate::metrics::{verification, Calculator, Retrieval, Verification};
-use crate::model::{Distance, Model};
+use crate::model::{Distance, Embedding, Model};
 use crate::run::{Classes, Run};
 use crate::similarity::{self, Pairs};
 use crate::{tensor, LearnError, Result};
@@ -274,7 +274,13 @@ pub fn evaluate_embedded(
             score(&Embedded::raw_pixels(model, data), data, opts, None)?,
         );
         tch::manual_seed(opts.seed as i64);
-        let untrained = Model::new(model.card.clone(), model.vs.device())?;
+        let mut untrained = Model::new(model.card.clone(), model.vs.device())?;
+        if model.card.embedding == Embedding::Features {
+            // Unfitted whitening embeds every image at the origin; fit it to
+            // the images this protocol compares with, as training fits it to
+            // the images it trained on.
+            untrained.whiten(&data.gallery.as_ref().unwrap_or(&data.queries).images)?;
+        }
         baselines.insert(
             "untrained",
             score(&Embedded::by_model(&untrained, data), data, opts, None)?,

@@ -23,6 +23,7 @@ pub mod samplers;
 pub mod similarity;
 pub mod tensor;
 pub mod train;
+pub mod whitening;
 
 pub use device::parse_device;
 pub use error::{LearnError, Result};

@@ -12,7 +12,8 @@ use tch::{Device, Kind, Tensor};
 use twinsim_data::{atomic, read, ImageShape, Images};
 
 use crate::calibration::{self, Calibration};
-use crate::encoders::{self, EncoderSpec};
+use crate::encoders::{self, Encoder, EncoderSpec};
+use crate::whitening::{self, Whitening};
 use crate::{LearnError, Result};
 
 /// The card format this code writes and reads; a card with another version
@@ -133,6 +134,18 @@ fn mean_std(sum: u64, squares: u64, n: f64) -> (f64, f64) {
     (mean / 255.0, if std > 1e-6 { std } else { 1.0 })
 }
 
+/// Where a model's embeddings come from (see [`whitening::EMBEDDINGS`]).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Embedding {
+    /// The head's output (B, D).
+    #[default]
+    Head,
+    /// The pooled features (B, F), whitened by the variables `whiten.mean`
+    /// and `whiten.matrix`.
+    Features,
+}
+
 /// Everything needed to rebuild and use a trained model, besides its
 /// weights: saved as `model.json`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -144,6 +157,10 @@ pub struct ModelCard {
     pub distance: Distance,
     /// L2-normalise embeddings (each row of the output has norm 1).
     pub normalize: bool,
+    /// Where embeddings come from: the head, or the whitened features
+    /// before it ([`crate::whitening`]); cards without the field use the head.
+    #[serde(default)]
+    pub embedding: Embedding,
     /// The training set's class names.
     pub classes: Vec<String>,
     /// The training dataset, as the CLI spells it.
@@ -199,7 +216,10 @@ pub struct Model {
     /// Every variable of the encoder (trainable weights and batch-norm
     /// running statistics), named as the encoder names them.
     pub vs: nn::VarStore,
-    net: Box<dyn ModuleT>,
+    net: Encoder,
+    /// Set when `card.embedding` is [`Embedding::Features`]; its tensors
+    /// are variables of `vs`, so they are saved and loaded with the weights.
+    whitening: Option<Whitening>,
 }
 
 impl Model {
@@ -211,13 +231,62 @@ impl Model {
         card.check()?;
         let vs = nn::VarStore::new(device);
         let net = encoders::build(&card.encoder, &vs.root())?;
-        Ok(Model { card, vs, net })
+        let whitening = (card.embedding == Embedding::Features).then(|| whitening_vars(&vs, net.features));
+        Ok(Model {
+            card,
+            vs,
+            net,
+            whitening,
+        })
     }
 
-    /// Preprocessed float (B, C, H, W) → embeddings (B, D), each row of norm 1
-    /// when `card.normalize`. `train` puts batch norm in training mode.
+    /// The embedding width: the head's D, or the features' F when the model
+    /// embeds whitened features.
+    pub fn dim(&self) -> i64 {
+        match self.whitening {
+            Some(_) => self.net.features,
+            None => self.card.encoder.embedding_dim,
+        }
+    }
+
+    /// Makes the model embed its pooled features whitened with the
+    /// statistics of `images` (at most [`whitening::MAX_IMAGES`] of them,
+    /// evenly spaced), L2-normalised and compared by cosine; call it once
+    /// training is done, then [`Model::save`].
+    pub fn whiten(&mut self, images: &Images) -> Result<()> {
+        let step = images.len().div_ceil(whitening::MAX_IMAGES).max(1);
+        let chosen: Vec<usize> = (0..images.len()).step_by(step).collect();
+        let features = self.map_images(
+            &images.select(&chosen),
+            crate::similarity::BATCH,
+            self.net.features,
+            |x| self.net.features_t(&self.preprocessed(x), false),
+        );
+        let fitted = Whitening::fit(&features)?;
+        let vars = match self.whitening.take() {
+            Some(vars) => vars,
+            None => whitening_vars(&self.vs, self.net.features),
+        };
+        tch::no_grad(|| {
+            vars.mean.shallow_clone().copy_(&fitted.mean);
+            vars.matrix.shallow_clone().copy_(&fitted.matrix);
+        });
+        self.whitening = Some(vars);
+        self.card.embedding = Embedding::Features;
+        self.card.normalize = true;
+        self.card.distance = Distance::Cosine;
+        Ok(())
+    }
+
+    /// Preprocessed float (B, C, H, W) → embeddings (B, [`Model::dim`]), each
+    /// row of norm 1 when `card.normalize`. `train` puts batch norm in
+    /// training mode.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let e = self.net.forward_t(&encoders::channels_last(x), train);
+        let x = encoders::channels_last(x);
+        let e = match &self.whitening {
+            Some(w) => w.apply(&self.net.features_t(&x, train)),
+            None => self.net.forward_t(&x, train),
+        };
         if self.card.normalize {
             // Clamped like PyTorch's F.normalize, so a zero embedding stays zero.
             let norm = e.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
@@ -227,10 +296,16 @@ impl Model {
         }
     }
 
-    /// Raw uint8 images (B, C, H, W), on the model's device → embeddings
-    /// (B, D): [`Preprocess::apply`] then [`Model::forward_t`].
+    /// Raw uint8 images (B, C, H, W), on any device → embeddings (B,
+    /// [`Model::dim`]) on the model's: [`Preprocess::apply`] then
+    /// [`Model::forward_t`].
     pub fn embed(&self, images_u8: &Tensor, train: bool) -> Tensor {
-        self.forward_t(&self.card.preprocess.apply(images_u8), train)
+        self.forward_t(&self.preprocessed(images_u8), train)
+    }
+
+    /// uint8 (B, C, H, W) on any device → preprocessed float on the model's.
+    fn preprocessed(&self, images_u8: &Tensor) -> Tensor {
+        self.card.preprocess.apply(&images_u8.to_device(self.vs.device()))
     }
 
     /// Refuses images of another size than the model was trained on; call it
@@ -258,22 +333,26 @@ impl Model {
     /// CPU, row i for image i. The images must have the card's channel
     /// count (see [`Model::check_images`]).
     pub fn embed_images(&self, images: &Images, batch: usize) -> Tensor {
+        self.map_images(images, batch, self.dim(), |x| self.embed(x, false))
+    }
+
+    /// `f` over `images` in batches without gradients: uint8 (b, C, H, W)
+    /// on the CPU → (b, `width`); the rows concatenated on the CPU.
+    fn map_images(&self, images: &Images, batch: usize, width: i64, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
         let _no_grad = tch::no_grad_guard();
         let s = images.shape();
-        let device = self.vs.device();
         let parts: Vec<Tensor> = images
             .as_bytes()
             .chunks(batch.max(1) * s.len())
             .map(|chunk| {
                 let n = (chunk.len() / s.len()) as i64;
-                let x = Tensor::from_slice(chunk)
-                    .view([n, s.channels as i64, s.height as i64, s.width as i64])
-                    .to_device(device);
-                self.embed(&x, false).to_device(Device::Cpu)
+                let x =
+                    Tensor::from_slice(chunk).view([n, s.channels as i64, s.height as i64, s.width as i64]);
+                f(&x).to_device(Device::Cpu)
             })
             .collect();
         if parts.is_empty() {
-            Tensor::zeros([0, self.card.encoder.embedding_dim], (Kind::Float, Device::Cpu))
+            Tensor::zeros([0, width], (Kind::Float, Device::Cpu))
         } else {
             Tensor::cat(&parts, 0)
         }
@@ -369,6 +448,16 @@ impl Model {
         let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         safetensors_bytes(&vars)
+    }
+}
+
+/// The whitening variables `whiten.mean` (F,) and `whiten.matrix` (F, F)
+/// in `vs`, zero until [`Model::whiten`] or [`Model::load`] fills them.
+fn whitening_vars(vs: &nn::VarStore, features: i64) -> Whitening {
+    let path = vs.root().sub("whiten");
+    Whitening {
+        mean: path.zeros_no_train("mean", &[features]),
+        matrix: path.zeros_no_train("matrix", &[features, features]),
     }
 }
 

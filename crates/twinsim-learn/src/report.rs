@@ -14,6 +14,7 @@ use twinsim_report::{self as draw, HtmlReport, Neighbour, NeighbourRow, PairTile
 use crate::calibration::Calibration;
 use crate::evaluation::{self, Embedded, EvalOptions, ProtocolData};
 use crate::metrics::{self, verification};
+use crate::model::Embedding;
 use crate::run::Run;
 use crate::similarity::Pairs;
 use crate::Result;
@@ -110,7 +111,14 @@ impl Context<'_> {
         section.table([
             (
                 "encoder",
-                format!("{} → {}-d", card.encoder.arch, card.encoder.embedding_dim),
+                format!("{} → {}-d", card.encoder.arch, self.run.model.dim()),
+            ),
+            (
+                "embedding",
+                match card.embedding {
+                    Embedding::Head => "the head's output".to_string(),
+                    Embedding::Features => "whitened features before the head".to_string(),
+                },
             ),
             ("loss", card.loss.clone()),
             ("distance", card.distance.name().to_string()),

@@ -101,7 +101,7 @@ impl Run {
                     name,
                     if classes == Classes::Unseen { "unseen" } else { "trained" }
                 ),
-                "class-disjoint evaluation needs a model trained on some classes only (train with --classes 0-4)",
+                "class-disjoint evaluation and --unseen need a model trained on some classes only (train with --classes 0-4)",
             ));
         }
         Ok(ds.select(&split::of_classes(&ds, &labels), &ds.split.clone()))

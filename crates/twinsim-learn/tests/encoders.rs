@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use twinsim_learn::encoders::{build, EncoderSpec, ENCODERS};
+use twinsim_learn::encoders::{build, Encoder, EncoderSpec, ENCODERS};
 use twinsim_learn::LearnError;
 
 fn spec(arch: &str, c: i64, h: i64, w: i64, d: i64) -> EncoderSpec {
@@ -20,7 +20,7 @@ fn spec(arch: &str, c: i64, h: i64, w: i64, d: i64) -> EncoderSpec {
     }
 }
 
-fn built(s: &EncoderSpec) -> (nn::VarStore, Box<dyn ModuleT>) {
+fn built(s: &EncoderSpec) -> (nn::VarStore, Encoder) {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = build(s, &vs.root()).unwrap();

@@ -8,7 +8,10 @@ use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 use twinsim_data::{sample, ImageShape, Images, SplitName};
 use twinsim_learn::encoders::{EncoderSpec, ENCODERS};
-use twinsim_learn::model::{Distance, Model, ModelCard, Preprocess, CARD_FILE, FORMAT_VERSION, WEIGHTS_FILE};
+use twinsim_learn::model::{
+    Distance, Embedding, Model, ModelCard, Preprocess, CARD_FILE, FORMAT_VERSION, WEIGHTS_FILE,
+};
+use twinsim_learn::whitening::{Whitening, SHRINK};
 use twinsim_learn::LearnError;
 
 fn card(arch: &str, embedding_dim: i64) -> ModelCard {
@@ -32,6 +35,7 @@ fn card(arch: &str, embedding_dim: i64) -> ModelCard {
         },
         distance: Distance::Cosine,
         normalize: true,
+        embedding: Embedding::Head,
         classes: (0..10).map(|d| d.to_string()).collect(),
         dataset: "mnist".into(),
         loss: "contrastive".into(),
@@ -450,4 +454,58 @@ fn files_buffers_and_decoded_images_embed_alike() {
     let scored = similarity::compare(&model, &c, &decoded.select(&[0]), &decoded.select(&[0]));
     assert!(scored[0].distance.abs() < 1e-6 && scored[0].same);
     assert_eq!(scored[0].similarity, c.similarity(scored[0].distance));
+}
+
+#[test]
+fn whitening_undoes_the_feature_covariance_up_to_shrinkage() {
+    // Three correlated features of very different scales.
+    tch::manual_seed(3);
+    let mix = Tensor::from_slice(&[10.0f32, 0.0, 0.0, 3.0, 1.0, 0.0, 0.5, -0.2, 0.1]).view([3, 3]);
+    let x = Tensor::randn([20_000, 3], (Kind::Float, Device::Cpu)).mm(&mix) + 5.0;
+    let w = Whitening::fit(&x).unwrap();
+    let mean = x.mean_dim(0, false, Kind::Float);
+    assert!(w.mean.allclose(&mean, 1e-5, 1e-4, false));
+    // matrix·matrixᵀ must be (C + s·I)⁻¹, with s = SHRINK · trace(C) / F.
+    let centred = &x - &mean;
+    let cov = centred.tr().mm(&centred) / 19_999.0;
+    let s = SHRINK * cov.trace().double_value(&[]) / 3.0;
+    let expected = (cov + Tensor::eye(3, (Kind::Float, Device::Cpu)) * s).inverse();
+    let got = w.matrix.mm(&w.matrix.tr());
+    assert!(got.allclose(&expected, 1e-3, 1e-5, false), "{got} vs {expected}");
+    assert!(Whitening::fit(&x.narrow(0, 0, 1)).is_err());
+}
+
+#[test]
+fn a_whitened_model_embeds_its_features_and_survives_a_round_trip() {
+    let mut model = trained(card("cnn", 8));
+    let head = eval_embeddings(&model);
+    model.whiten(&mnist()).unwrap();
+    assert_eq!(model.card.embedding, Embedding::Features);
+    // cnn's pooled features are 128 wide; the head's output was 8.
+    assert_eq!((head.size()[1], model.dim()), (8, 128));
+    let whitened = eval_embeddings(&model);
+    assert_eq!(whitened.size(), [16, 128]);
+    let norms = whitened.norm_scalaropt_dim(2, [1], false);
+    assert!(norms.allclose(&Tensor::ones([16], (Kind::Float, Device::Cpu)), 1e-5, 1e-5, false));
+
+    // Whitening again refits the same two variables.
+    let count = model.vs.variables().len();
+    model.whiten(&mnist()).unwrap();
+    assert_eq!(model.vs.variables().len(), count);
+
+    let (_tmp, dir) = saved(&model);
+    let back = Model::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(back.card, model.card);
+    assert!(eval_embeddings(&back).equal(&whitened));
+    let rows = back.embed_images(&mnist().select(&[0, 1, 2]), 2);
+    assert_eq!(rows.size(), [3, 128]);
+
+    // The whitening is part of the weights: a card that embeds with the
+    // head does not take them.
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(CARD_FILE)).unwrap()).unwrap();
+    card["embedding"] = "head".into();
+    std::fs::write(dir.join(CARD_FILE), card.to_string()).unwrap();
+    let (msg, _) = load_err(&dir);
+    assert!(msg.contains("whiten.matrix"), "{msg}");
 }

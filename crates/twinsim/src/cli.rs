@@ -96,6 +96,10 @@ pub struct CalibrateArgs {
     /// dataset's held-out val split].
     #[arg(long)]
     pub dataset: Option<String>,
+    /// Draw the pairs from the classes the model did not train on (a run
+    /// trained with --classes), so decisions fit classes enrolled later.
+    #[arg(long)]
+    pub unseen: bool,
     /// Balanced random pairs to fit on.
     #[arg(long, default_value_t = 10_000)]
     pub pairs: usize,

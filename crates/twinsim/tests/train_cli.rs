@@ -180,6 +180,7 @@ fn configurations_that_cannot_work_fail_before_training() {
             "learning-rate",
         ),
         (vec!["--device".into(), "cuda:7".into()], "cuda:7"),
+        (vec!["--embedding".into(), "pixels".into()], "unknown embedding"),
     ];
     for (extra, needle) in cases {
         let out = tmp
@@ -264,4 +265,55 @@ fn default_batches_fit_a_run_on_a_few_classes() {
     assert_eq!(seen["setup"]["queries"], low);
     assert_eq!(unseen["setup"]["queries"], test_labels.len() - low);
     assert!(unseen["pair_roc_auc"].as_f64().unwrap() > 0.5, "{unseen}");
+}
+
+#[test]
+fn whitened_features_are_what_a_features_model_embeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args(SMALL)
+        .args(["--classes", "0-4", "--batch-size", "40", "--per-class-batch", "8"])
+        .args(["--epochs", "1", "--arch", "cnn"])
+        .args(["--embedding-dim", "16", "--embedding", "features", "--out"])
+        .arg(&out));
+    assert!(ok, "{err}");
+    let card: Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["embedding"], "features");
+    assert!(card["extra"]["calibration"].is_object(), "{card}");
+
+    // 128 columns (cnn's pooled features), not the head's 16.
+    let emb = tmp.path().join("emb");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args(["embed", "--dataset", "mnist-sample:test", "--model"])
+        .arg(&out)
+        .arg("-o")
+        .arg(&emb));
+    assert!(ok, "{err}");
+    let meta: Value = serde_json::from_slice(&std::fs::read(emb.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["dim"], 128, "{meta}");
+
+    // The untrained reference embeds the same way, whitened too, rather
+    // than putting every image at the origin.
+    let (ok, stdout, err) = run(twinsim(tmp.path())
+        .args(["--json", "evaluate", "--pairs", "500"])
+        .arg(&out));
+    assert!(ok, "{err}");
+    let eval: Value = serde_json::from_str(&stdout).unwrap();
+    let untrained = &eval["baselines"]["untrained"];
+    assert!(untrained["nmi"].as_f64().unwrap() > 0.05, "{untrained}");
+
+    // --unseen calibrates on the held-out images of digits 5-9 instead of 0-4.
+    let calibrated_on = |extra: &[&str]| -> String {
+        let (ok, stdout, err) = run(twinsim(tmp.path())
+            .args(["--json", "calibrate", "--pairs", "500"])
+            .args(extra)
+            .arg(&out));
+        assert!(ok, "{err}");
+        let fitted: Value = serde_json::from_str(&stdout).unwrap();
+        fitted["data"].as_str().unwrap().to_string()
+    };
+    let (trained, unseen) = (calibrated_on(&[]), calibrated_on(&["--unseen"]));
+    assert!(trained.contains("classes 0,1,2,3,4 ("), "{trained}");
+    assert!(unseen.contains("classes 5,6,7,8,9 ("), "{unseen}");
 }

@@ -22,14 +22,15 @@ pub(super) const WIDTHS: [i64; 4] = [16, 32, 64, 128];
 /// multiply-adds.
 pub(super) const WIDE: [i64; 4] = [32, 64, 128, 256];
 
-/// The network under `vs` with stage `widths`: (B, `c_in`, H, W) → (B, `d`).
-pub(super) fn build(vs: &nn::Path, c_in: i64, d: i64, widths: [i64; 4]) -> nn::SequentialT {
+/// The body under `vs` with stage `widths`: (B, `c_in`, H, W) → (B, F),
+/// and F (the last width).
+pub(super) fn body(vs: &nn::Path, c_in: i64, widths: [i64; 4]) -> (nn::SequentialT, i64) {
     let [w1, w2, w3, w4] = widths;
-    nn::seq_t()
+    let body = nn::seq_t()
         .add(conv_pool(&(vs / "s1"), c_in, w1))
         .add(conv_pool(&(vs / "s2"), w1, w2))
         .add(conv_pool(&(vs / "s3"), w2, w3))
         .add(conv_bn_relu(&(vs / "s4"), w3, w4))
-        .add_fn(global_avg_pool)
-        .add(nn::linear(vs / "head", w4, d, Default::default()))
+        .add_fn(global_avg_pool);
+    (body, w4)
 }

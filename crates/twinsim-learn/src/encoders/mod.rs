@@ -1,5 +1,6 @@
 //! Encoders: networks mapping a preprocessed image batch (B, C, H, W) float
-//! to embeddings (B, D), built by name with [`build`].
+//! to embeddings (B, D), built by name with [`build`]. Each is a body that
+//! pools the image to features (B, F) and a linear head (B, F) → (B, D).
 //!
 //! Every encoder takes any channel count and any image of at least
 //! [`MIN_SIDE`]×[`MIN_SIDE`] pixels: global pooling, not a fixed-size
@@ -10,7 +11,7 @@ mod cnn;
 mod resnet;
 mod seed;
 
-use tch::nn::{self, ModuleT};
+use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 use crate::{LearnError, Result};
@@ -60,26 +61,56 @@ pub const MAX_CHANNELS: i64 = 1024;
 /// See [`MAX_CHANNELS`].
 pub const MAX_EMBEDDING_DIM: i64 = 65_536;
 
+/// A built encoder: `body` (B, C, H, W) → pooled features (B, F), then
+/// `head` (B, F) → embeddings (B, D). Training shapes the head's output;
+/// the features before it keep more of what tells classes the model never
+/// saw apart (see [`crate::whitening`]).
+#[derive(Debug)]
+pub struct Encoder {
+    body: nn::SequentialT,
+    head: nn::Linear,
+    /// F: the width of the pooled features.
+    pub features: i64,
+}
+
+impl Encoder {
+    /// Preprocessed (B, C, H, W) → pooled features (B, F).
+    pub fn features_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.body.forward_t(xs, train)
+    }
+}
+
+impl ModuleT for Encoder {
+    /// Preprocessed (B, C, H, W) → embeddings (B, D).
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.head.forward(&self.features_t(xs, train))
+    }
+}
+
 /// Builds the network under `vs`. Its input is (B, C, H, W) float, already
 /// normalised, with C, H and W as in `spec`; its output is
 /// (B, `spec.embedding_dim`). Unknown architectures and unusable sizes are
 /// [`LearnError::Config`] errors whose hint names the valid choices.
-pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Box<dyn ModuleT>> {
+pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Encoder> {
     check_sizes(spec)?;
     let c = spec.in_channels;
-    let d = spec.embedding_dim;
-    Ok(match spec.arch.as_str() {
-        "seed" => Box::new(seed::Seed::new(vs, c, d)),
-        "cnn" => Box::new(cnn::build(vs, c, d, cnn::WIDTHS)),
-        "cnn-wide" => Box::new(cnn::build(vs, c, d, cnn::WIDE)),
-        "resnet" => Box::new(resnet::build(vs, c, d)),
+    let (body, features) = match spec.arch.as_str() {
+        "seed" => seed::body(vs, c),
+        "cnn" => cnn::body(vs, c, cnn::WIDTHS),
+        "cnn-wide" => cnn::body(vs, c, cnn::WIDE),
+        "resnet" => resnet::body(vs, c),
         other => {
             return Err(LearnError::config(
                 format!("unknown encoder architecture '{other}'"),
                 format!("use one of: {}", architecture_list()),
             ))
         }
-    })
+    };
+    let head = match spec.arch.as_str() {
+        "seed" => seed::head(vs, features, spec.embedding_dim),
+        _ => nn::linear(vs / "head", features, spec.embedding_dim, Default::default()),
+    };
+    Ok(Encoder { body, head, features })
 }
 
 /// "seed (…), cnn (…), …", for hints.

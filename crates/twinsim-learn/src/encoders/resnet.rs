@@ -20,18 +20,18 @@ use super::{conv_bn_relu, conv_pool};
 /// Base width w: channels of the stem; the stages have 2w, 4w, 8w.
 const WIDTH: i64 = 16;
 
-/// The network under `vs`: (B, `c_in`, H, W) → (B, `d`).
-pub(super) fn build(vs: &nn::Path, c_in: i64, d: i64) -> nn::SequentialT {
+/// The body under `vs`: (B, `c_in`, H, W) → (B, F), and F (8w).
+pub(super) fn body(vs: &nn::Path, c_in: i64) -> (nn::SequentialT, i64) {
     let w = WIDTH;
-    nn::seq_t()
+    let body = nn::seq_t()
         .add(conv_bn_relu(&(vs / "stem"), c_in, w))
         .add(conv_pool(&(vs / "s1"), w, 2 * w))
         .add(Residual::new(&(vs / "r1"), 2 * w))
         .add(conv_pool(&(vs / "s2"), 2 * w, 4 * w))
         .add(conv_pool(&(vs / "s3"), 4 * w, 8 * w))
         .add(Residual::new(&(vs / "r3"), 8 * w))
-        .add_fn(|x| x.amax([2, 3], false))
-        .add(nn::linear(vs / "head", 8 * w, d, Default::default()))
+        .add_fn(|x| x.amax([2, 3], false));
+    (body, 8 * w)
 }
 
 /// x + g(f(x)) with f, g width-keeping conv-BN-ReLUs: (B, C, H, W) →

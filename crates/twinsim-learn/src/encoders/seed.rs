@@ -16,33 +16,35 @@ use tch::Tensor;
 
 use super::{bn_config, global_avg_pool, ConvBn};
 
-/// The seed's `Siamese` module: (B, C, H, W) → (B, D).
+/// The seed's `Siamese` module up to `fc5`: (B, C, H, W) → (B, 64).
 #[derive(Debug)]
-pub(super) struct Seed {
+struct Body {
     c1: ConvBn,
     c2: ConvBn,
     c3: ConvBn,
     fc4: nn::Linear,
     bn4: nn::BatchNorm,
-    fc5: nn::Linear,
 }
 
-impl Seed {
-    /// Creates the variables under `vs` for `c_in` input channels and a
-    /// `d`-dimensional embedding (the seed: 1 and 2).
-    pub(super) fn new(vs: &nn::Path, c_in: i64, d: i64) -> Seed {
-        Seed {
-            c1: conv_bn(vs, 1, c_in, 32, 1),
-            c2: conv_bn(vs, 2, 32, 64, 1),
-            c3: conv_bn(vs, 3, 64, 128, 0),
-            fc4: nn::linear(vs / "fc4", 128, 64, torch_linear()),
-            bn4: nn::batch_norm1d(vs / "bn4", 64, bn_config()),
-            fc5: nn::linear(vs / "fc5", 64, d, torch_linear()),
-        }
-    }
+/// The body under `vs` for `c_in` input channels (the seed: 1), and its
+/// width F = 64.
+pub(super) fn body(vs: &nn::Path, c_in: i64) -> (nn::SequentialT, i64) {
+    let body = Body {
+        c1: conv_bn(vs, 1, c_in, 32, 1),
+        c2: conv_bn(vs, 2, 32, 64, 1),
+        c3: conv_bn(vs, 3, 64, 128, 0),
+        fc4: nn::linear(vs / "fc4", 128, 64, torch_linear()),
+        bn4: nn::batch_norm1d(vs / "bn4", 64, bn_config()),
+    };
+    (nn::seq_t().add(body), 64)
 }
 
-impl ModuleT for Seed {
+/// The seed's last layer, `fc5`: (B, F) → (B, `d`) (the seed: 2).
+pub(super) fn head(vs: &nn::Path, features: i64, d: i64) -> nn::Linear {
+    nn::linear(vs / "fc5", features, d, torch_linear())
+}
+
+impl ModuleT for Body {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let h = self.c1.forward_t(xs, train).max_pool2d_default(2);
         let h = self.c2.forward_t(&h, train).max_pool2d_default(2);
@@ -50,8 +52,7 @@ impl ModuleT for Seed {
         // larger images give larger maps, which the seed's fixed pool would
         // not reduce to the 128 features fc4 expects.
         let h = global_avg_pool(&self.c3.forward_t(&h, train));
-        let h = self.bn4.forward_t(&self.fc4.forward(&h), train);
-        self.fc5.forward(&h)
+        self.bn4.forward_t(&self.fc4.forward(&h), train)
     }
 }
 

@@ -60,13 +60,17 @@ pub struct TrainOptions {
     /// Embedding dimension [default: 128; 2 for the seed network].
     #[cfg_attr(feature = "cli", arg(long))]
     pub embedding_dim: Option<i64>,
+    /// Embeddings: head (the trained head's output), features (the features before the head,
+    /// whitened; better for classes not trained on) [default: head].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub embedding: Option<String>,
     /// Seed for weights, batches and augmentation [default: 0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
     /// Device: cpu, cuda, cuda:N, auto [default: auto].
     #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<String>,
-    /// Arithmetic: auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16 [default: auto].
+    /// Arithmetic: auto (fp16 autocast on GPU, fp32 on CPU), fp32, fp16 [default: auto].
     #[cfg_attr(feature = "cli", arg(long))]
     pub precision: Option<String>,
     /// Same results on every run with the same seed (fixed threads, deterministic kernels).
@@ -142,6 +146,9 @@ pub struct TrainConfig {
     pub schedule: String,
     pub ema: Option<f64>,
     pub embedding_dim: i64,
+    /// Absent from the configs of runs made before the option existed.
+    #[serde(default = "head")]
+    pub embedding: String,
     pub seed: u64,
     pub device: String,
     pub precision: String,
@@ -201,9 +208,15 @@ impl TrainOptions {
             loss,
             sampler,
             embedding_dim,
+            embedding: self.embedding.unwrap_or_else(head),
             out,
         }
     }
+}
+
+/// The default embedding source.
+fn head() -> String {
+    "head".into()
 }
 
 /// `runs/<dataset>-<arch>-<loss>-<n>` with the first n not taken.

@@ -22,8 +22,9 @@ use crate::encoders::EncoderSpec;
 use crate::error::{LearnError, Result};
 use crate::losses::{self, Loss, LossConfig};
 use crate::miners::Miner;
-use crate::model::{Distance, Model, ModelCard, Preprocess};
+use crate::model::{Distance, Embedding, Model, ModelCard, Preprocess};
 use crate::samplers::{self, Sampler, SamplerConfig};
+use crate::whitening::EMBEDDINGS;
 use crate::{metrics, parse_device, tensor};
 
 /// Images per batch when embedding for evaluation: small enough that each
@@ -123,6 +124,7 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         fit.classes.len(),
     )?;
     check_pairs(&cfg)?;
+    check_embedding(&cfg)?;
     let augment = Augment::parse(&cfg.augment, fit.images.shape().channels as i64)?;
     let precision = Precision::new(&cfg.precision, device)?;
     let steps_per_epoch = sampler.epoch(0).len() as u64;
@@ -229,6 +231,8 @@ fn build(cfg: &TrainConfig, fit: &Dataset, device: Device) -> Result<Parts> {
             Distance::Cosine
         },
         normalize: !euclidean,
+        // Training shapes the head; `finish` switches to whitened features when asked.
+        embedding: Embedding::Head,
         classes: fit.classes.clone(),
         dataset: cfg.dataset.clone(),
         loss: cfg.loss.clone(),
@@ -273,6 +277,17 @@ fn check_pairs(cfg: &TrainConfig) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuses an embedding source not in [`EMBEDDINGS`].
+fn check_embedding(cfg: &TrainConfig) -> Result<()> {
+    if EMBEDDINGS.iter().any(|(name, _)| *name == cfg.embedding) {
+        return Ok(());
+    }
+    Err(LearnError::config(
+        format!("unknown embedding '{}'", cfg.embedding),
+        format!("use one of: {}", crate::registry::names(EMBEDDINGS)),
+    ))
 }
 
 /// A VarStore's variables as (prefix + name, tensor), sorted by name so the
@@ -460,6 +475,9 @@ fn finish(
 ) -> Result<RunSummary> {
     let Eval { gallery, val, test } = data;
     let test_precision_at_1 = with_average(&mut parts, |p| -> Result<Option<f64>> {
+        if cfg.embedding == "features" {
+            p.model.whiten(&gallery.images)?;
+        }
         match calibration::calibrate(&p.model, &val, &CalibrateOptions::default()) {
             Ok(c) => p.model.set_calibration(&c),
             Err(e) => tracing::warn!("the model is saved without calibration: {e}"),

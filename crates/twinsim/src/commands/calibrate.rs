@@ -19,6 +19,7 @@ pub fn run(global: &GlobalArgs, args: &CalibrateArgs) -> anyhow::Result<()> {
         // The part of the training data that training held out.
         None => (None, SplitName::Val, Classes::Trained),
     };
+    let classes = if args.unseen { Classes::Unseen } else { classes };
     let data = run.data(dataset.as_deref(), split, classes, &super::data_options(global))?;
     run.model.check_images(data.images.shape())?;
     let opts = CalibrateOptions {
