@@ -219,8 +219,9 @@ pub fn histogram_chart(
 
 /// Draws a 2-D embedding map: `points[i]` in the colour (and, past ten
 /// classes, the marker shape) of class `labels[i]`, named by `class_names`
-/// in a legend beside the map so it never hides a point; the legend takes
-/// as many columns as the classes need (five for 100 classes).
+/// in a legend beside the map so it never hides a point; the legend names
+/// the classes that have points, in as many columns as they need (five for
+/// 100 classes).
 pub fn scatter_chart(
     path: impl AsRef<Path>,
     title: &str,
@@ -245,6 +246,11 @@ pub fn scatter_chart(
     for (&point, &label) in points.iter().zip(labels) {
         by_class[label].extend(finite(&[point]));
     }
+    // A model trained on some classes, shown on those, lists no others.
+    let shown: Vec<(usize, &str)> = (by_class.iter().enumerate())
+        .filter(|(_, dots)| !dots.is_empty())
+        .map(|(class, _)| (class, class_names[class].as_str()))
+        .collect();
     // Dense maps get smaller dots so clusters keep their shape.
     let radius = if points.len() > 3000 { 2 } else { 3 };
     let layers: Vec<Layer> = by_class
@@ -264,9 +270,9 @@ pub fn scatter_chart(
         ticks: false,
         whole_x: false,
     };
-    let legend = ClassLegend::new(class_names).map_err(|e| canvas::draw_error(path, e))?;
+    let legend = ClassLegend::new(&shown).map_err(|e| canvas::draw_error(path, e))?;
     render(path, (MAP_WIDTH + legend.width(), CHART_SIZE.1), |canvas| {
-        legend.draw(canvas, class_names)?;
+        legend.draw(canvas, &shown)?;
         let area = titled(canvas, title)?;
         let (map, _) = area.split_horizontally(MAP_WIDTH);
         draw_panel(&map, &axes, &layers)
@@ -752,13 +758,14 @@ impl ClassLegend {
     const TOP: u32 = TITLE_BAND + 14;
     const MARKER_ROOM: u32 = 30;
 
-    /// The layout for `class_names`, measured in the legend's font.
-    fn new(class_names: &[String]) -> std::result::Result<ClassLegend, Box<dyn Error>> {
+    /// The layout for `entries` (class index, name), measured in the
+    /// legend's font.
+    fn new(entries: &[(usize, &str)]) -> std::result::Result<ClassLegend, Box<dyn Error>> {
         let rows = ((CHART_SIZE.1 - Self::TOP - 16) / LEGEND_ROW) as usize;
-        let columns = class_names.len().div_ceil(rows);
-        let widest = class_names
+        let columns = entries.len().div_ceil(rows);
+        let widest = entries
             .iter()
-            .map(|name| text_width(name, SMALL_SIZE))
+            .map(|(_, name)| text_width(name, SMALL_SIZE))
             .try_fold(0, |widest, w| w.map(|w| widest.max(w)))?;
         Ok(ClassLegend {
             rows,
@@ -772,11 +779,12 @@ impl ClassLegend {
         self.columns as u32 * self.column_width + 20
     }
 
-    /// Draws the legend right of the map, column by column.
-    fn draw(&self, canvas: &mut Canvas, class_names: &[String]) -> Drawn {
-        for (class, name) in class_names.iter().enumerate() {
-            let x = MAP_WIDTH + (class / self.rows) as u32 * self.column_width;
-            let y = Self::TOP + (class % self.rows) as u32 * LEGEND_ROW;
+    /// Draws the legend right of the map, column by column; each class
+    /// keeps the colour and marker of its index.
+    fn draw(&self, canvas: &mut Canvas, entries: &[(usize, &str)]) -> Drawn {
+        for (row, &(class, name)) in entries.iter().enumerate() {
+            let x = MAP_WIDTH + (row / self.rows) as u32 * self.column_width;
+            let y = Self::TOP + (row % self.rows) as u32 * LEGEND_ROW;
             let centre = (x as i32 + 12, (y + LEGEND_ROW / 2) as i32);
             canvas
                 .area()

@@ -164,6 +164,11 @@ fn many_classes_widen_the_legend() {
     scatter_chart(&ten, "10", &points[..10], &labels[..10], &names[..10]).unwrap();
     scatter_chart(&hundred, "100", &points, &labels, &names).unwrap();
     assert!(decode(&hundred).width() > decode(&ten).width() + 300);
+
+    // Ten classes with points among a hundred names: the legend lists the ten.
+    let some = out(&dir, "some.png");
+    scatter_chart(&some, "10 of 100", &points[..10], &labels[..10], &names).unwrap();
+    assert_eq!(decode(&some).width(), decode(&ten).width());
 }
 
 #[test]
