@@ -194,8 +194,15 @@ impl ModuleT for ConvBn {
 /// batch norm run faster on that layout, and keep it from layer to layer
 /// once input and weights have it (docs/benchmarks.md, "What each change
 /// bought").
+///
+/// The strides are set explicitly: with one channel (grey images, the first
+/// convolution's weights) permuting back would leave a channel stride of
+/// H·W, which libtorch reads as NCHW, and the first layer, on the largest
+/// maps, would run its max-pool on the slower NCHW kernel.
 pub(crate) fn channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    let nhwc = x.permute([0, 2, 3, 1]).contiguous();
+    let (n, h, w, c) = nhwc.size4().expect("a 4-d tensor");
+    nhwc.as_strided([n, c, h, w], [h * w * c, 1, w * c, c], 0)
 }
 
 /// Batch norm as PyTorch initialises it (weight 1, bias 0; eps 1e-5,
@@ -240,4 +247,24 @@ fn conv_bn_block(vs: &nn::Path, c_in: i64, c_out: i64, pool: bool) -> ConvBn {
 /// (B, C, H, W) → (B, C): the mean over each feature map, whatever its size.
 fn global_avg_pool(xs: &Tensor) -> Tensor {
     xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    use super::channels_last;
+
+    #[test]
+    fn one_channel_is_channels_last_too_and_so_is_the_first_convolution() {
+        let x = Tensor::rand([2, 1, 5, 5], (Kind::Float, Device::Cpu));
+        let x_cl = channels_last(&x);
+        assert_eq!(x_cl.stride(), [25, 1, 5, 1]);
+        assert!(x_cl.equal(&x));
+        let w = channels_last(&Tensor::rand([4, 1, 3, 3], (Kind::Float, Device::Cpu)));
+        let y = x_cl.conv2d(&w, None::<Tensor>, [1], [1], [1], 1);
+        // NHWC strides: the channel stride is 1.
+        assert_eq!(y.stride(), [100, 1, 20, 4]);
+        assert_eq!(channels_last(&y).stride(), y.stride());
+    }
 }
