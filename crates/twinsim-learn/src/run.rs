@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 use twinsim_data::split::{self, Source};
-use twinsim_data::{Dataset, DatasetSpec, LoadOptions, Selection, SplitName};
+use twinsim_data::{Dataset, DatasetSpec, LoadOptions, Origin, Selection, SplitName};
 
 use crate::images;
 use crate::model::Model;
@@ -31,6 +31,9 @@ pub struct Run {
     pub dir: PathBuf,
     pub model: Model,
     pub config: TrainConfig,
+    /// Where the training images came from (`summary.json`'s
+    /// `data_origin`), once training has finished.
+    trained_from: Option<String>,
 }
 
 impl Run {
@@ -38,10 +41,15 @@ impl Run {
     pub fn open(dir: &Path, device: Device) -> Result<Run> {
         let model = Model::load(dir, device)?;
         let (_, config) = RunDir::open(dir)?;
+        let trained_from = std::fs::read(dir.join("summary.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|summary| summary["data_origin"].as_str().map(String::from));
         Ok(Run {
             dir: dir.to_path_buf(),
             model,
             config,
+            trained_from,
         })
     }
 
@@ -83,6 +91,7 @@ impl Run {
         let spec = spec.with_split(split);
         let opts = self.load_options(base);
         let ds = twinsim_data::load(&spec, &opts)?;
+        self.check_not_sample_instead(&spec, &ds)?;
         if !same_source(&spec, &self.dataset().parse()?) || classes == Classes::All {
             return Ok(ds);
         }
@@ -105,6 +114,26 @@ impl Run {
             ));
         }
         Ok(ds.select(&split::of_classes(&ds, &labels), &ds.split.clone()))
+    }
+
+    /// Refuses the embedded MNIST sample that loading falls back to when
+    /// MNIST is not found, if the model was trained on MNIST's files: its
+    /// numbers would describe other data than the user meant.
+    fn check_not_sample_instead(&self, spec: &DatasetSpec, ds: &Dataset) -> Result<()> {
+        let sample = Origin::EmbeddedSample.to_string();
+        let Some(from) = self.trained_from.as_deref().filter(|from| **from != sample) else {
+            return Ok(());
+        };
+        if ds.origin != Origin::EmbeddedSample || matches!(spec.source, Source::Sample) {
+            return Ok(());
+        }
+        Err(crate::LearnError::config(
+            format!(
+                "{} was not found, and the model was trained on {from}, not on the sample embedded in twinsim",
+                spec.name()
+            ),
+            "pass --data-dir with the folder the dataset is in (or --dataset mnist-sample to measure on the embedded sample on purpose)",
+        ))
     }
 
     /// The split queries come from by default: `test` when the dataset has

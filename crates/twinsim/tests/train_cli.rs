@@ -317,3 +317,41 @@ fn whitened_features_are_what_a_features_model_embeds() {
     assert!(trained.contains("classes 0,1,2,3,4 ("), "{trained}");
     assert!(unseen.contains("classes 5,6,7,8,9 ("), "{unseen}");
 }
+
+#[test]
+fn a_model_trained_on_mnist_is_not_measured_on_the_sample_by_mistake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("--data-dir")
+        .arg(common::shared_data())
+        .args(["train", "--per-class", "20", "--epochs", "1", "--arch", "cnn"])
+        .args([
+            "--batch-size",
+            "40",
+            "--per-class-batch",
+            "4",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&out));
+    assert!(ok, "{err}");
+    // Without --data-dir MNIST is not found here: the sample it would fall
+    // back to is not what the model was trained on.
+    let (ok, _, err) = run(twinsim(tmp.path()).args(["evaluate", "--no-baselines"]).arg(&out));
+    assert_user_error(ok, &err, "--data-dir");
+    assert!(err.contains("train-images-idx3-ubyte"), "{err}");
+    // Asked for by name, the sample is measured.
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args([
+            "evaluate",
+            "--no-baselines",
+            "--pairs",
+            "500",
+            "--dataset",
+            "mnist-sample",
+        ])
+        .arg(&out));
+    assert!(ok, "{err}");
+}
