@@ -74,6 +74,13 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// `body` (and its width F) followed by a linear head `head` under `vs`
+    /// to `d` dimensions, created after the body's variables.
+    fn with_linear_head(vs: &nn::Path, (body, features): (nn::SequentialT, i64), d: i64) -> Encoder {
+        let head = nn::linear(vs / "head", features, d, Default::default());
+        Encoder { body, head, features }
+    }
+
     /// Preprocessed (B, C, H, W) → pooled features (B, F).
     pub fn features_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.body.forward_t(xs, train)
@@ -93,24 +100,19 @@ impl ModuleT for Encoder {
 /// [`LearnError::Config`] errors whose hint names the valid choices.
 pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Encoder> {
     check_sizes(spec)?;
-    let c = spec.in_channels;
-    let (body, features) = match spec.arch.as_str() {
-        "seed" => seed::body(vs, c),
-        "cnn" => cnn::body(vs, c, cnn::WIDTHS),
-        "cnn-wide" => cnn::body(vs, c, cnn::WIDE),
-        "resnet" => resnet::body(vs, c),
+    let (c, d) = (spec.in_channels, spec.embedding_dim);
+    Ok(match spec.arch.as_str() {
+        "seed" => seed::build(vs, c, d),
+        "cnn" => Encoder::with_linear_head(vs, cnn::body(vs, c, cnn::WIDTHS), d),
+        "cnn-wide" => Encoder::with_linear_head(vs, cnn::body(vs, c, cnn::WIDE), d),
+        "resnet" => Encoder::with_linear_head(vs, resnet::body(vs, c), d),
         other => {
             return Err(LearnError::config(
                 format!("unknown encoder architecture '{other}'"),
                 format!("use one of: {}", architecture_list()),
             ))
         }
-    };
-    let head = match spec.arch.as_str() {
-        "seed" => seed::head(vs, features, spec.embedding_dim),
-        _ => nn::linear(vs / "head", features, spec.embedding_dim, Default::default()),
-    };
-    Ok(Encoder { body, head, features })
+    })
 }
 
 /// "seed (…), cnn (…), …", for hints.

@@ -14,7 +14,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::{bn_config, global_avg_pool, ConvBn};
+use super::{bn_config, global_avg_pool, ConvBn, Encoder};
 
 /// The seed's `Siamese` module up to `fc5`: (B, C, H, W) → (B, 64).
 #[derive(Debug)]
@@ -26,9 +26,10 @@ struct Body {
     bn4: nn::BatchNorm,
 }
 
-/// The body under `vs` for `c_in` input channels (the seed: 1), and its
-/// width F = 64.
-pub(super) fn body(vs: &nn::Path, c_in: i64) -> (nn::SequentialT, i64) {
+/// The seed's network under `vs` for `c_in` input channels and a
+/// `d`-dimensional embedding (the seed: 1 and 2): the body up to `bn4`
+/// (F = 64), and `fc5` as the head.
+pub(super) fn build(vs: &nn::Path, c_in: i64, d: i64) -> Encoder {
     let body = Body {
         c1: conv_bn(vs, 1, c_in, 32, 1),
         c2: conv_bn(vs, 2, 32, 64, 1),
@@ -36,12 +37,11 @@ pub(super) fn body(vs: &nn::Path, c_in: i64) -> (nn::SequentialT, i64) {
         fc4: nn::linear(vs / "fc4", 128, 64, torch_linear()),
         bn4: nn::batch_norm1d(vs / "bn4", 64, bn_config()),
     };
-    (nn::seq_t().add(body), 64)
-}
-
-/// The seed's last layer, `fc5`: (B, F) → (B, `d`) (the seed: 2).
-pub(super) fn head(vs: &nn::Path, features: i64, d: i64) -> nn::Linear {
-    nn::linear(vs / "fc5", features, d, torch_linear())
+    Encoder {
+        body: nn::seq_t().add(body),
+        head: nn::linear(vs / "fc5", 64, d, torch_linear()),
+        features: 64,
+    }
 }
 
 impl ModuleT for Body {
