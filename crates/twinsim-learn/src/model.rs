@@ -260,7 +260,7 @@ impl Model {
             &images.select(&chosen),
             crate::similarity::BATCH,
             self.net.features,
-            |x| self.net.features_t(&self.preprocessed(x), false),
+            |x| self.features_t(&self.preprocessed(x), false),
         );
         let fitted = Whitening::fit(&features)?;
         let vars = match self.whitening.take() {
@@ -282,10 +282,9 @@ impl Model {
     /// row of norm 1 when `card.normalize`. `train` puts batch norm in
     /// training mode.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = encoders::channels_last(x);
         let e = match &self.whitening {
-            Some(w) => w.apply(&self.net.features_t(&x, train)),
-            None => self.net.forward_t(&x, train),
+            Some(w) => w.apply(&self.features_t(x, train)),
+            None => self.net.forward_t(&encoders::channels_last(x), train),
         };
         if self.card.normalize {
             // Clamped like PyTorch's F.normalize, so a zero embedding stays zero.
@@ -294,6 +293,12 @@ impl Model {
         } else {
             e
         }
+    }
+
+    /// Preprocessed float (B, C, H, W) → the encoder's pooled features
+    /// (B, F), fed channels-last like the whole network.
+    fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.net.features_t(&encoders::channels_last(x), train)
     }
 
     /// Raw uint8 images (B, C, H, W), on any device → embeddings (B,
