@@ -16,6 +16,12 @@ images against the training images. For each of these embeddings:
   hw/hw2/hw1 h whitened with the statistics of 20,000 training images of
              0-4, shrinkage 1e-3 / 1e-2 / 1e-1 of the mean eigenvalue (likewise
              fw*, mw*)
+  hn1        h whitened with the statistics of the training images of 5-9
+             instead (their labels unused; shrinkage 1e-1), as a gallery of
+             new classes could refit it
+  hw1-asnorm hw1's pair scores with adaptive score normalisation (speaker
+             verification's AS-norm): each side's score standardised by its
+             top-200 similarities to a cohort of other 0-4 training images
 plus Precision@1 on the digits trained on (test 0-4 against train 0-4) for z
 and hw2. One JSON line per configuration goes to OUT.jsonl and stdout. Runs on
 a GPU when torch sees one (bf16 autocast), else on the CPU (slow; --tiny
@@ -186,7 +192,16 @@ def p_at_1(q, qy, g, gy):
     return correct / len(q)
 
 
-def measure(net, data, stats=None):
+def asnorm(q, cohort, a, b, k=200):
+    """Pair scores of rows a and b of q, each standardised by the mean and
+    spread of its side's k highest similarities to the cohort, averaged."""
+    top = (q @ cohort.t()).topk(k, 1).values
+    m, s = top.mean(1), top.std(1)
+    sc = (q[a] * q[b]).sum(1)
+    return ((sc - m[a]) / s[a] + (sc - m[b]) / s[b]) / 2
+
+
+def measure(net, data):
     tx, ty, vx, vy = data
     seen_t = ty < 5
     new_t, new_v = ty >= 5, vy >= 5
@@ -206,6 +221,14 @@ def measure(net, data, stats=None):
                 variants[name + tag] = (F.normalize((G - mu) @ W, dim=1), F.normalize((Q - mu) @ W, dim=1))
                 if name == "h" and tag == "w2":
                     whiten = (mu, W)
+                if name == "h" and tag == "w1":
+                    cohort = F.normalize((embed(net, tx[seen_t][20000:])[0] - mu) @ W, dim=1)
+                    out["hw1-asnorm"] = {"auc": round(auc(asnorm(variants["hw1"][1], cohort, a, b), lab), 4)}
+            if name == "h":
+                mu_n = G.mean(0)
+                ev_n, evec_n = torch.linalg.eigh(torch.cov((G - mu_n).t()))
+                W_n = evec_n / (ev_n.clamp(min=0) + 0.1 * ev_n.mean()).sqrt()
+                variants["hn1"] = (F.normalize((G - mu_n) @ W_n, dim=1), F.normalize((Q - mu_n) @ W_n, dim=1))
         for vn, (Gn, Qn) in variants.items():
             sc = (Qn[a] * Qn[b]).sum(1)
             out[vn] = {"auc": round(auc(sc, lab), 4), "p1": round(p_at_1(Qn, vy[new_v], Gn, ty[new_t]), 4)}
