@@ -25,12 +25,7 @@ const MAX_BYTES_PER_PIXEL: u64 = 16;
 /// Decodes every file of the classes in `classes` (sorted), labelling each
 /// with its class's index there.
 pub(super) fn split(tree: &SplitTree, classes: &[String], opts: &FolderOptions) -> Result<Decoded> {
-    let files: Vec<(&FileEntry, u32)> = tree
-        .classes
-        .iter()
-        .filter_map(|c| Some((c, classes.binary_search(&c.name).ok()?)))
-        .flat_map(|(c, label)| c.files.iter().map(move |f| (f, label as u32)))
-        .collect();
+    let files = tree.labelled(classes);
     let results: Vec<_> = files.par_iter().map(|(f, _)| image(f, opts)).collect();
     let usable = results.iter().filter(|r| r.is_ok()).count();
     let bytes = usable.checked_mul(opts.shape().len()).ok_or_else(|| {

@@ -59,6 +59,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{Dataset, ImageShape, Images, Origin};
 use crate::error::{DataError, Result};
 pub use decode::{decode_bytes, decode_file};
+pub use scan::walk;
 use scan::{Layout, SplitTree};
 
 /// How many skipped files one warning names before it only counts the rest.
@@ -193,6 +194,36 @@ pub struct FolderLoad {
 /// `train` for a flat folder (which is then the train split).
 pub fn splits(root: &Path) -> Result<Vec<String>> {
     Ok(Layout::of(root)?.names())
+}
+
+/// The files of one split of an image folder, before any is decoded.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    /// Each file and its label (an index into `classes`), in load order.
+    pub files: Vec<(PathBuf, u32)>,
+    /// Class names, as [`load`] gives them.
+    pub classes: Vec<String>,
+    /// Entries refused while listing (folders inside class folders, special files).
+    pub skipped: Vec<Skipped>,
+}
+
+/// The files of split `split` of the folder `root` with their labels, by
+/// the rules [`load`] follows, for callers that decode the files themselves
+/// and need to know which file each image came from.
+pub fn list(root: &Path, split: &str) -> Result<Listing> {
+    let layout = Layout::of(root)?;
+    let classes = layout.classes()?;
+    let tree = scan::scan(&layout.dir(split)?)?;
+    let files = tree
+        .labelled(&classes)
+        .into_iter()
+        .map(|(f, label)| (f.path.clone(), label))
+        .collect();
+    Ok(Listing {
+        files,
+        classes,
+        skipped: tree.rejected,
+    })
 }
 
 /// Split `split` of the image folder `root`, converted as `opts` asks; see the

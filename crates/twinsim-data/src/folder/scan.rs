@@ -127,6 +127,16 @@ pub(super) struct FileEntry {
 }
 
 impl SplitTree {
+    /// Every file of a class folder named in `classes` (sorted) with its
+    /// label, in load order: class by class, files by name.
+    pub(super) fn labelled<'a>(&'a self, classes: &[String]) -> Vec<(&'a FileEntry, u32)> {
+        self.classes
+            .iter()
+            .filter_map(|c| Some((c, classes.binary_search(&c.name).ok()?)))
+            .flat_map(|(c, label)| c.files.iter().map(move |f| (f, label as u32)))
+            .collect()
+    }
+
     /// Class folders of this split that hold no file.
     pub(super) fn empty_classes(&self) -> Vec<String> {
         self.classes
@@ -248,6 +258,31 @@ fn file_entry(entry: &DirEntry) -> Result<FileEntry, Skipped> {
         });
     };
     Err(Skipped { path, reason })
+}
+
+/// Every regular file under `root`, at any depth, in sorted path order;
+/// hidden files and folders are skipped, and links to folders are not
+/// followed (a link loop would never end).
+pub fn walk(root: &Path) -> Result<Vec<PathBuf>> {
+    check_root(root)?;
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let mut here = Vec::new();
+        for entry in sorted_entries(&dir).map_err(|e| DataError::io(&dir, e))? {
+            if is_hidden(&entry.file_name()) {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => here.push(entry.path()),
+                Ok(_) if entry.path().is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+        pending.extend(here.into_iter().rev());
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Whether `entry` is a folder, or a link to one, without a stat unless it
