@@ -52,6 +52,154 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Write report.html with pictures of what a model learned.
     Report(ReportArgs),
+    /// Build, grow and describe gallery indexes for search and identification.
+    Index(IndexArgs),
+    /// Find the gallery images most like each query image.
+    Search(SearchArgs),
+    /// Name each query's class from an index, or answer unknown.
+    Identify(IdentifyArgs),
+    /// List groups of near-duplicate images in a folder.
+    Dedup(DedupArgs),
+}
+
+/// `twinsim index ACTION`.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    pub action: IndexAction,
+}
+
+/// What `twinsim index` does.
+#[derive(Debug, Subcommand)]
+pub enum IndexAction {
+    /// Embed a gallery (a dataset split or an image folder) into a new index file.
+    Build(IndexBuildArgs),
+    /// Enrol more images (of known or new classes) into an index.
+    Add(IndexAddArgs),
+    /// Describe an index: its model, size and classes.
+    Info(IndexInfoArgs),
+}
+
+/// Where gallery images come from: a dataset split or an image folder.
+#[derive(Debug, Args)]
+pub struct GallerySource {
+    /// A dataset split, NAME[:SPLIT] (mnist:train) [split default: train].
+    #[arg(long, conflicts_with = "folder")]
+    pub dataset: Option<String>,
+    /// An image folder, DIR/<class>/<image>: each image's class is its folder's name.
+    #[arg(long, value_name = "DIR")]
+    pub folder: Option<PathBuf>,
+    /// With --dataset: only these classes (0-4, 5,7, cat,dog).
+    #[arg(long, value_name = "LIST", requires = "dataset")]
+    pub classes: Option<String>,
+    /// With --dataset: at most N images of each class, chosen by --seed.
+    #[arg(long, value_name = "N", requires = "dataset")]
+    pub per_class: Option<usize>,
+    /// Seed for --per-class.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `twinsim index build --model RUN_DIR (--dataset SPEC | --folder DIR) -o INDEX`.
+#[derive(Debug, Args)]
+pub struct IndexBuildArgs {
+    /// A run directory made by `twinsim train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub source: GallerySource,
+    /// The index file to write.
+    #[arg(short, long, value_name = "INDEX")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `twinsim index add INDEX (--dataset SPEC | --folder DIR | FILES --label NAME)`.
+#[derive(Debug, Args)]
+pub struct IndexAddArgs {
+    /// The index file to grow (rewritten atomically).
+    pub index: PathBuf,
+    /// Image files to enrol, all of class --label.
+    #[arg(value_name = "FILE", conflicts_with_all = ["dataset", "folder"], requires = "label")]
+    pub files: Vec<PathBuf>,
+    /// The class of the FILEs (a new name enrols a new class).
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub source: GallerySource,
+    #[command(flatten)]
+    pub model: IndexModelArgs,
+}
+
+/// `twinsim index info INDEX`.
+#[derive(Debug, Args)]
+pub struct IndexInfoArgs {
+    /// An index file.
+    pub index: PathBuf,
+}
+
+/// The model that queries an index: the one that built it, unless moved.
+#[derive(Debug, Args)]
+pub struct IndexModelArgs {
+    /// The run directory of the index's model [default: the one recorded in the index].
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `twinsim search INDEX QUERY... -k 10`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// An index file made by `twinsim index build`.
+    pub index: PathBuf,
+    /// Query image files.
+    #[arg(required = true, value_name = "QUERY")]
+    pub queries: Vec<PathBuf>,
+    /// Neighbours per query.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Draw each query beside its neighbours into this PNG.
+    #[arg(long, value_name = "OUT.png")]
+    pub grid: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: IndexModelArgs,
+}
+
+/// `twinsim identify INDEX QUERY...`.
+#[derive(Debug, Args)]
+pub struct IdentifyArgs {
+    /// An index file made by `twinsim index build`.
+    pub index: PathBuf,
+    /// Query image files.
+    #[arg(required_unless_present = "dataset", value_name = "QUERY")]
+    pub queries: Vec<PathBuf>,
+    /// Query every image of a labelled dataset split instead, NAME[:SPLIT]
+    /// (mnist:test), and print identification accuracy and false-accept rate.
+    #[arg(long, conflicts_with = "queries")]
+    pub dataset: Option<String>,
+    #[command(flatten)]
+    pub model: IndexModelArgs,
+}
+
+/// `twinsim dedup FOLDER --model RUN_DIR`: near-duplicates are pairs the
+/// model finds alike (--threshold) whose pixels also agree (--pixel-threshold).
+#[derive(Debug, Args)]
+pub struct DedupArgs {
+    /// A folder of images, searched at any depth.
+    pub folder: PathBuf,
+    /// A run directory made by `twinsim train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Least cosine similarity of two images' embeddings for them to be candidates.
+    #[arg(long, default_value_t = twinsim_index::dedup::MIN_SIMILARITY)]
+    pub threshold: f64,
+    /// Least correlation of a candidate pair's pixels (as converted for the model) to confirm it.
+    #[arg(long, default_value_t = twinsim_index::dedup::MIN_PIXEL_CORRELATION)]
+    pub pixel_threshold: f64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// The trained model a command uses, and where it runs.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 use twinsim_data::DataError;
+use twinsim_index::IndexError;
 use twinsim_learn::LearnError;
 
 /// Logs go to stderr, compact: warnings by default, more with -v.
@@ -32,6 +33,7 @@ pub fn print_error(err: &anyhow::Error) {
         e.downcast_ref::<LearnError>()
             .and_then(LearnError::hint)
             .or_else(|| e.downcast_ref::<DataError>().and_then(DataError::hint))
+            .or_else(|| e.downcast_ref::<IndexError>().and_then(IndexError::hint))
     });
     if let Some(hint) = hint {
         eprintln!("  hint: {hint}");

@@ -274,7 +274,7 @@ fn relevant_counts(query_labels: &[i64], gallery_labels: &[i64], leave_one_out: 
 }
 
 /// `(start, len)` of consecutive blocks of at most `size` of `n` items.
-fn blocks(n: i64, size: i64) -> impl Iterator<Item = (i64, i64)> {
+pub fn blocks(n: i64, size: i64) -> impl Iterator<Item = (i64, i64)> {
     (0..n)
         .step_by(size as usize)
         .map(move |start| (start, size.min(n - start)))

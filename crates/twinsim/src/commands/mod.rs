@@ -3,9 +3,12 @@
 mod calibrate;
 mod compare;
 mod datasets;
+mod dedup;
 mod embed;
 mod evaluate;
+mod index;
 mod report;
+mod search;
 mod train;
 
 use twinsim_data::folder::FolderOptions;
@@ -23,6 +26,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => compare::run(&cli.global, args),
         Command::Embed(args) => embed::run(&cli.global, args),
         Command::Report(args) => report::run(&cli.global, args),
+        Command::Index(args) => index::run(&cli.global, args),
+        Command::Search(args) => search::search(&cli.global, args),
+        Command::Identify(args) => search::identify(&cli.global, args),
+        Command::Dedup(args) => dedup::run(&cli.global, args),
     }
 }
 
@@ -30,6 +37,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 pub fn device(args: &DeviceArgs) -> anyhow::Result<twinsim_learn::Device> {
     Ok(twinsim_learn::parse_device(&args.device)
         .map_err(|e| twinsim_learn::LearnError::config(e, "pass --device cpu, or a GPU libtorch sees"))?)
+}
+
+/// A progress bar over `len` items on stderr, hidden with --quiet (and by
+/// indicatif when stderr is not a terminal).
+pub fn progress(global: &GlobalArgs, len: usize, prefix: &str) -> indicatif::ProgressBar {
+    if global.quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let style =
+        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} images ({per_sec}, {eta})")
+            .expect("a valid progress template");
+    indicatif::ProgressBar::new(len as u64)
+        .with_style(style)
+        .with_prefix(prefix.to_string())
 }
 
 /// Where commands that use a trained model find data; the model decides
