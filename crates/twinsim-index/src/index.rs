@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -10,6 +11,7 @@ use twinsim_learn::model::{Distance, Model};
 
 use crate::error::{IndexError, Result};
 use crate::exact;
+use crate::hnsw::{Hnsw, HnswParams};
 
 /// The index format this code writes and reads; another version is refused
 /// rather than half-understood.
@@ -30,6 +32,29 @@ pub struct IndexInfo {
     pub dim: usize,
     /// Class names; each row's label indexes them.
     pub classes: Vec<String>,
+    /// How queries are answered.
+    pub backend: Backend,
+}
+
+/// How an index is searched.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Backend {
+    /// Every query against every item ([`exact`]): the true neighbours.
+    #[default]
+    Exact,
+    /// An HNSW graph ([`crate::hnsw`]): approximate, for large galleries.
+    Hnsw(HnswParams),
+}
+
+impl Backend {
+    /// `exact` or `hnsw`, as the command line spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Exact => "exact",
+            Backend::Hnsw(_) => "hnsw",
+        }
+    }
 }
 
 /// A gallery item found for a query.
@@ -51,11 +76,15 @@ pub struct Index {
     labels: Vec<u32>,
     /// Per row, where the image came from: a file path or `DATASET:SPLIT#i`.
     sources: Vec<String>,
+    /// The HNSW graph over `embeddings`, built at the first search of an
+    /// `hnsw` index and dropped when rows are added.
+    graph: OnceLock<Hnsw>,
 }
 
 impl Index {
-    /// An empty index for the embeddings of `model`, read from `model_dir`.
-    pub fn new(model: &Model, model_dir: &Path) -> Index {
+    /// An empty index for the embeddings of `model`, read from
+    /// `model_dir`, searched by `backend`.
+    pub fn new(model: &Model, model_dir: &Path, backend: Backend) -> Index {
         let dim = model.dim() as usize;
         Index {
             info: IndexInfo {
@@ -65,10 +94,12 @@ impl Index {
                 metric: model.card.distance,
                 dim,
                 classes: Vec::new(),
+                backend,
             },
             embeddings: Tensor::zeros([0, dim as i64], (Kind::Float, tch::Device::Cpu)),
             labels: Vec::new(),
             sources: Vec::new(),
+            graph: OnceLock::new(),
         }
     }
 
@@ -85,6 +116,7 @@ impl Index {
             embeddings,
             labels,
             sources,
+            graph: OnceLock::new(),
         }
     }
 
@@ -188,6 +220,7 @@ impl Index {
         }
         self.embeddings = Tensor::cat(&[&self.embeddings, &rows], 0);
         self.sources.extend(sources);
+        self.graph = OnceLock::new();
         Ok(())
     }
 
@@ -203,13 +236,26 @@ impl Index {
             ));
         }
         check_finite(queries, "query")?;
-        Ok(exact::search(
-            &self.embeddings,
-            &self.prepare(queries),
-            self.info.metric,
-            k,
-            false,
-        ))
+        let queries = self.prepare(queries);
+        match self.info.backend {
+            Backend::Exact => Ok(exact::search(
+                &self.embeddings,
+                &queries,
+                self.info.metric,
+                k,
+                false,
+            )),
+            Backend::Hnsw(params) => self.graph(params)?.search(&queries, k),
+        }
+    }
+
+    /// The HNSW graph, built on first use.
+    fn graph(&self, params: HnswParams) -> Result<&Hnsw> {
+        if let Some(graph) = self.graph.get() {
+            return Ok(graph);
+        }
+        let built = Hnsw::build(&self.embeddings, self.info.metric, params)?;
+        Ok(self.graph.get_or_init(|| built))
     }
 
     /// Refuses a k the gallery cannot answer.
@@ -269,6 +315,7 @@ pub(crate) mod tests {
             metric,
             dim,
             classes: Vec::new(),
+            backend: Backend::Exact,
         };
         Index::from_parts(
             info,
@@ -308,6 +355,31 @@ pub(crate) mod tests {
                     assert!((n.distance - f64::from(d[n.item])).abs() < 1e-4);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn hnsw_finds_the_exact_top_10_on_a_small_gallery() {
+        for metric in [Distance::Cosine, Distance::Euclidean] {
+            let exact = filled(2000, 16, metric);
+            let mut approx = filled(2000, 16, metric);
+            approx.info.backend = Backend::Hnsw(HnswParams::default());
+            tch::manual_seed(9);
+            let queries = Tensor::randn([50, 16], (Kind::Float, tch::Device::Cpu));
+            let want = exact.search(&queries, 10).unwrap();
+            let got = approx.search(&queries, 10).unwrap();
+            for (w, g) in want.iter().zip(&got) {
+                let items = |found: &[Neighbour]| found.iter().map(|n| n.item).collect::<Vec<_>>();
+                assert_eq!(items(g), items(w), "{metric:?}");
+                for (a, b) in w.iter().zip(g) {
+                    assert!((a.distance - b.distance).abs() < 1e-4, "{metric:?}: {a:?} {b:?}");
+                }
+            }
+            // Rows added later are found too: the graph is rebuilt.
+            let far = Tensor::full([1, 16], 50.0, (Kind::Float, tch::Device::Cpu));
+            approx.add(&far, &["far".into()], vec!["far.png".into()]).unwrap();
+            let hit = approx.search(&(far * 1.01), 1).unwrap();
+            assert_eq!(approx.label(hit[0][0].item), "far");
         }
     }
 

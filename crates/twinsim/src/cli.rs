@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use twinsim_index::hnsw::HnswParams;
 
 /// Train neural networks that score how similar two images are, then compare,
 /// search and measure with them.
@@ -111,6 +112,18 @@ pub struct IndexBuildArgs {
     /// The index file to write.
     #[arg(short, long, value_name = "INDEX")]
     pub out: PathBuf,
+    /// Search: exact (every item, the true neighbours) or hnsw (approximate, for large galleries).
+    #[arg(long, default_value = "exact", value_parser = ["exact", "hnsw"])]
+    pub backend: String,
+    /// hnsw: links per node (M).
+    #[arg(long, default_value_t = HnswParams::default().connectivity)]
+    pub connectivity: usize,
+    /// hnsw: candidates kept while building (efConstruction).
+    #[arg(long, default_value_t = HnswParams::default().expansion_add)]
+    pub expansion_add: usize,
+    /// hnsw: candidates kept while searching (ef); more is slower and more exact.
+    #[arg(long, default_value_t = HnswParams::default().expansion_search)]
+    pub expansion_search: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use twinsim_index::gallery::{self, Gallery, Subset};
-use twinsim_index::{file, Index, IndexError};
+use twinsim_index::hnsw::HnswParams;
+use twinsim_index::{file, Backend, Index, IndexError};
 use twinsim_learn::run::Run;
 
 use crate::cli::{
@@ -27,7 +28,15 @@ fn build(global: &GlobalArgs, args: &IndexBuildArgs) -> anyhow::Result<()> {
     let gallery = from_source(global, &run, &args.source)?;
     // Absolute, so the index finds its model from any working directory.
     let model_dir = std::fs::canonicalize(&args.model).unwrap_or_else(|_| args.model.clone());
-    let mut index = Index::new(&run.model, &model_dir);
+    let backend = match args.backend.as_str() {
+        "hnsw" => Backend::Hnsw(HnswParams {
+            connectivity: args.connectivity,
+            expansion_add: args.expansion_add,
+            expansion_search: args.expansion_search,
+        }),
+        _ => Backend::Exact,
+    };
+    let mut index = Index::new(&run.model, &model_dir, backend);
     enrol_and_save(global, &mut index, &run, &gallery, &args.out)
 }
 
@@ -110,7 +119,7 @@ struct Info<'a> {
     metric: &'static str,
     model_dir: &'a Path,
     model_hash: &'a str,
-    backend: &'static str,
+    backend: Backend,
     classes: std::collections::BTreeMap<&'a str, usize>,
 }
 
@@ -129,20 +138,27 @@ fn info_of(global: &GlobalArgs, index: &Index, path: &Path, text: bool) -> anyho
         metric: index.info.metric.name(),
         model_dir: &index.info.model_dir,
         model_hash: &index.info.model_hash,
-        backend: "exact",
+        backend: index.info.backend,
         classes: index.class_counts(),
     };
     if global.json {
         return print_json(&info);
     }
     if text {
+        let params = match info.backend {
+            Backend::Hnsw(p) => format!(
+                " (M {}, ef_add {}, ef {})",
+                p.connectivity, p.expansion_add, p.expansion_search
+            ),
+            Backend::Exact => String::new(),
+        };
         println!(
-            "{}: {} images, {}-d, {}, {} search",
+            "{}: {} images, {}-d, {}, {} search{params}",
             path.display(),
             info.items,
             info.dim,
             info.metric,
-            info.backend
+            info.backend.name()
         );
         println!("model {} ({})", info.model_dir.display(), info.model_hash);
         let classes: Vec<String> = info.classes.iter().map(|(c, n)| format!("{c} ({n})")).collect();
