@@ -46,6 +46,19 @@ fn model() -> &'static Path {
     })
 }
 
+/// A copy of the shared model in `dir/name`, for a test to change.
+fn copy_model(dir: &Path, name: &str) -> PathBuf {
+    let copy = dir.join(name);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(model()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    copy
+}
+
 /// A split of the embedded sample.
 fn sample(split: &str) -> Dataset {
     let spec: DatasetSpec = format!("mnist-sample:{split}").parse().unwrap();
@@ -208,14 +221,7 @@ fn new_classes_are_enrolled_from_files_and_identified() {
 fn an_index_refuses_queries_from_another_model_naming_both() {
     let tmp = tempfile::tempdir().unwrap();
     let index = build(tmp.path(), 5);
-    let other = tmp.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    for entry in std::fs::read_dir(model()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), other.join(entry.file_name())).unwrap();
-        }
-    }
+    let other = copy_model(tmp.path(), "other");
     // Other weights: the same card, one weight changed.
     let weights = other.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
@@ -283,6 +289,34 @@ fn bad_requests_and_files_fail_with_a_reason_and_a_hint() {
         .arg(&empty));
     assert_user_error(ok, &err, "no usable image");
     assert!(!empty.exists());
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("dedup")
+        .arg(tmp.path().join("junk"))
+        .arg("--model")
+        .arg(model()));
+    assert_user_error(ok, &err, "no usable image");
+
+    // An index whose model moved says how to point at it.
+    let copy = copy_model(tmp.path(), "model-here");
+    let moving = tmp.path().join("moving.idx");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args([
+            "index",
+            "build",
+            "--dataset",
+            "mnist-sample:test",
+            "--per-class",
+            "1",
+            "--model",
+        ])
+        .arg(&copy)
+        .arg("-o")
+        .arg(&moving));
+    assert!(ok, "{err}");
+    std::fs::rename(&copy, tmp.path().join("model-there")).unwrap();
+    let (ok, _, err) = run(twinsim(tmp.path()).arg("search").arg(&moving).arg(&query));
+    assert_user_error(ok, &err, "is not there any more");
+    assert!(err.contains("--model"), "{err}");
 }
 
 #[test]

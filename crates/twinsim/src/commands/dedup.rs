@@ -30,6 +30,12 @@ pub fn run(global: &GlobalArgs, args: &DedupArgs) -> anyhow::Result<()> {
     }
     let model = Model::load(&args.model, super::device(&args.device)?)?;
     let images = Gallery::unlabelled(&args.folder, &model)?;
+    if images.is_empty() {
+        anyhow::bail!(twinsim_index::IndexError::invalid(
+            format!("{} holds no usable image", args.folder.display()),
+            "point dedup at a folder of image files (PNG, JPEG, BMP, WebP, GIF, TIFF; any depth)",
+        ));
+    }
     let bar = super::progress(global, images.len(), "embedding");
     let embeddings = gallery::embed(&model, &images, &bar)?;
     bar.finish_and_clear();

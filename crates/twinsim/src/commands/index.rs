@@ -54,10 +54,18 @@ fn add(global: &GlobalArgs, args: &IndexAddArgs) -> anyhow::Result<()> {
 /// the index records), refusing a model that did not build it.
 pub fn open(path: &Path, model: &IndexModelArgs) -> anyhow::Result<(Index, Run)> {
     let index = file::load(path)?;
-    let dir = model
-        .model
-        .clone()
-        .unwrap_or_else(|| index.info.model_dir.clone());
+    let dir = match &model.model {
+        Some(dir) => dir.clone(),
+        None if !index.info.model_dir.is_dir() => anyhow::bail!(IndexError::bad_index(
+            path,
+            format!(
+                "its model, {}, is not there any more",
+                index.info.model_dir.display()
+            ),
+            "pass --model RUN_DIR with the run directory that built the index (wherever it is now)",
+        )),
+        None => index.info.model_dir.clone(),
+    };
     let run = Run::open(&dir, super::device(&model.device)?)?;
     index.check_model(&run.model, path)?;
     Ok((index, run))
