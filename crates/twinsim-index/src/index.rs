@@ -410,6 +410,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn embeddings_of_another_width_are_refused() {
+        let mut index = filled(10, 4, Distance::Cosine);
+        let wide = Tensor::ones([2, 8], (Kind::Float, tch::Device::Cpu));
+        let e = index.search(&wide, 1).unwrap_err();
+        assert!(e.to_string().contains("for a 4-d index"), "{e}");
+        let e = index
+            .add(&wide, &["a".into(), "b".into()], vec!["a".into(), "b".into()])
+            .unwrap_err();
+        assert!(e.to_string().contains("to a 4-d index"), "{e}");
+        assert_eq!(index.len(), 10);
+    }
+
+    #[test]
     fn adding_a_new_class_name_extends_the_classes() {
         let mut index = filled(6, 4, Distance::Euclidean);
         let rows = Tensor::ones([2, 4], (Kind::Float, tch::Device::Cpu));
