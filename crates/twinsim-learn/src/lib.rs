@@ -10,6 +10,7 @@ pub mod distances;
 pub mod encoders;
 pub mod error;
 pub mod evaluation;
+pub mod fid;
 pub mod images;
 pub mod losses;
 pub mod metrics;

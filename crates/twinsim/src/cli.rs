@@ -61,6 +61,32 @@ pub enum Command {
     Identify(IdentifyArgs),
     /// List groups of near-duplicate images in a folder.
     Dedup(DedupArgs),
+    /// How far apart two sets of images are: Fréchet distance (FID) and KID
+    /// on a trained model's features.
+    Fid(FidArgs),
+}
+
+/// `twinsim fid A B --model RUN_DIR`.
+#[derive(Debug, Args)]
+pub struct FidArgs {
+    /// The first set: an image folder (any depth) or a dataset split, NAME:SPLIT (mnist:test).
+    pub a: String,
+    /// The second set, likewise.
+    pub b: String,
+    /// A run directory made by `twinsim train`: its embeddings are the features compared.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Random subsets KID averages over.
+    #[arg(long, default_value_t = twinsim_learn::fid::kid::SUBSETS)]
+    pub kid_subsets: usize,
+    /// Images drawn from each set per KID subset (fewer when a set is smaller).
+    #[arg(long, default_value_t = twinsim_learn::fid::kid::SUBSET_SIZE)]
+    pub kid_subset_size: usize,
+    /// Seed for the KID subsets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `twinsim index ACTION`.

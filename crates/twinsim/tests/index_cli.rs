@@ -1,6 +1,6 @@
-//! Gallery indexes end to end: `index build | add | info`, `search`,
-//! `identify` and `dedup` on a small model trained once on digits 0-4 of
-//! the embedded MNIST sample, and the bad input each meets.
+//! Sets of images end to end: gallery indexes (`index build | add | info`,
+//! `search`, `identify`), `dedup` and `fid`, on a small model trained once
+//! on digits 0-4 of the embedded MNIST sample, and the bad input each meets.
 
 mod common;
 
@@ -417,4 +417,68 @@ fn dedup_groups_copies_and_re_encodings_but_not_other_digits_or_files() {
             .all(|p| p["pixel_correlation"].as_f64().unwrap() >= 0.95),
         "{out}"
     );
+}
+
+#[test]
+fn fid_is_near_zero_for_one_distribution_and_refuses_tiny_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fid = |a: &str, b: &str| {
+        json(
+            tmp.path(),
+            &[
+                os("fid"),
+                os(a),
+                os(b),
+                os("--model"),
+                model().as_os_str(),
+                os("--kid-subsets"),
+                os("5"),
+            ],
+        )
+    };
+    // Another distribution: the test digits in negative.
+    let test = sample("test");
+    let negative = tmp.path().join("negative");
+    std::fs::create_dir_all(&negative).unwrap();
+    for i in 0..300 {
+        let pixels: Vec<u8> = test.images.image(i).iter().map(|v| 255 - v).collect();
+        image::GrayImage::from_raw(28, 28, pixels)
+            .unwrap()
+            .save(negative.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let same = fid("mnist-sample:train", "mnist-sample:test");
+    let other = fid("mnist-sample:test", negative.to_str().unwrap());
+    for key in ["fid", "kid", "kid_std"] {
+        assert!(same[key].as_f64().unwrap().is_finite(), "{same}");
+    }
+    assert_eq!(
+        (same["n_a"].as_u64(), same["n_b"].as_u64()),
+        (Some(8000), Some(2000)),
+        "{same}"
+    );
+    assert!(
+        other["fid"].as_f64().unwrap() > 10.0 * same["fid"].as_f64().unwrap(),
+        "digits against negatives {other}, digits against digits {same}"
+    );
+    // A folder of one image is no set.
+    let one = tmp.path().join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    write_image(&sample("test"), 0, &one, "a.png");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("fid")
+        .arg(&one)
+        .arg("mnist-sample:test")
+        .arg("--model")
+        .arg(model()));
+    assert_user_error(ok, &err, "1 usable images");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("fid")
+        .arg(&empty)
+        .arg("mnist-sample:test")
+        .arg("--model")
+        .arg(model()));
+    assert_user_error(ok, &err, "0 usable images");
 }

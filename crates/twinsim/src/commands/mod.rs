@@ -6,6 +6,7 @@ mod datasets;
 mod dedup;
 mod embed;
 mod evaluate;
+mod fid;
 mod index;
 mod report;
 mod search;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => search::search(&cli.global, args),
         Command::Identify(args) => search::identify(&cli.global, args),
         Command::Dedup(args) => dedup::run(&cli.global, args),
+        Command::Fid(args) => fid::run(&cli.global, args),
     }
 }
 

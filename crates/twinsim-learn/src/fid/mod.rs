@@ -1,0 +1,88 @@
+//! Distances between two sets of images, from their feature vectors: the
+//! Fréchet distance between Gaussians fitted to each set ([`frechet`], FID
+//! when the features are Inception's) and the kernel distance ([`kid`]).
+//! Everything is float64, on the CPU: the difference of two large traces is
+//! a small number, which float32 would lose.
+
+pub mod frechet;
+pub mod kid;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::{LearnError, Result};
+
+/// A set's feature statistics: mean `mu` (D,) and covariance `sigma` (D, D)
+/// with the N − 1 divisor (numpy's `np.cov(rowvar=False)`, as pytorch-fid
+/// computes them), float64 on the CPU.
+#[derive(Debug)]
+pub struct Statistics {
+    pub mu: Tensor,
+    pub sigma: Tensor,
+    /// Images the statistics were computed from (0 when read from a file
+    /// that does not say).
+    pub count: usize,
+}
+
+impl Statistics {
+    /// The statistics of `features` (N, D); at least 2 rows.
+    pub fn of(features: &Tensor) -> Result<Statistics> {
+        let f = features.to_kind(Kind::Double).to_device(Device::Cpu);
+        let n = f.size()[0];
+        if n < 2 {
+            return Err(LearnError::config(
+                format!("a set of {n} images has no covariance"),
+                "give each set at least 2 images (FID is only meaningful with thousands)",
+            ));
+        }
+        let dim = f.size()[1];
+        if n < dim {
+            tracing::warn!(
+                "{n} images for {dim}-d features: the covariance is singular and FID is biased; use at least {dim} images"
+            );
+        }
+        let mu = f.mean_dim(0, false, Kind::Double);
+        let centred = &f - &mu;
+        let sigma = centred.tr().matmul(&centred) / (n - 1) as f64;
+        Statistics::new(mu, sigma, n as usize)
+    }
+
+    /// Statistics from their parts, checked: `mu` (D,) and `sigma` (D, D),
+    /// finite, `sigma` symmetric.
+    pub fn new(mu: Tensor, sigma: Tensor, count: usize) -> Result<Statistics> {
+        let (mu, sigma) = (mu.to_kind(Kind::Double), sigma.to_kind(Kind::Double));
+        let d = mu.size();
+        let bad = |reason: String| {
+            Err(LearnError::config(
+                reason,
+                "statistics are a mean vector `mu` (D,) and a covariance matrix `sigma` (D, D), as pytorch-fid saves them",
+            ))
+        };
+        if d.len() != 1 || sigma.size() != [d[0], d[0]] {
+            return bad(format!(
+                "mu of shape {d:?} and sigma of shape {:?} do not match",
+                sigma.size()
+            ));
+        }
+        if !finite(&mu) || !finite(&sigma) {
+            return bad("the statistics hold NaN or infinite values".into());
+        }
+        let asymmetry = (&sigma - sigma.tr()).abs().max().double_value(&[]);
+        let scale = sigma.abs().max().double_value(&[]).max(1e-300);
+        if asymmetry > 1e-6 * scale {
+            return bad(format!(
+                "sigma is not symmetric (largest difference {asymmetry:.3e})"
+            ));
+        }
+        Ok(Statistics { mu, sigma, count })
+    }
+
+    /// The feature dimension D.
+    pub fn dim(&self) -> i64 {
+        self.mu.size()[0]
+    }
+}
+
+/// Whether every value of `t` is finite.
+fn finite(t: &Tensor) -> bool {
+    t.isfinite().all().int64_value(&[]) != 0
+}
