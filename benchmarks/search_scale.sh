@@ -8,7 +8,7 @@
 #   benchmarks/search_scale.sh [DATA_DIR] [SIZES] [RUN_DIR]
 #
 # SIZES default 10000,100000,1000000 (twinsim's HNSW graph of 100,000
-# random vectors takes 81 s to build on 2 cores, a million well over 15
+# random vectors takes 78 s to build on 2 cores, a million well over 15
 # minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
