@@ -16,20 +16,13 @@ use twinsim_data::{Dataset, DatasetSpec, LoadOptions};
 fn model() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("index-cli");
-        let _ = std::fs::remove_dir_all(&root);
-        let out = root.join("run");
-        let (ok, _, err) = run(twinsim(&root)
-            .args([
-                "train",
-                "--dataset",
-                "mnist-sample",
+        common::train_sample_model(
+            "index-cli",
+            &[
                 "--classes",
                 "0-4",
                 "--per-class",
                 "100",
-            ])
-            .args([
                 "--epochs",
                 "2",
                 "--batch-size",
@@ -38,25 +31,16 @@ fn model() -> &'static Path {
                 "8",
                 "--seed",
                 "3",
-            ])
-            .args(["--threads", "2", "--out"])
-            .arg(&out));
-        assert!(ok, "training failed: {err}");
-        out
+                "--threads",
+                "2",
+            ],
+        )
     })
 }
 
 /// A copy of the shared model in `dir/name`, for a test to change.
 fn copy_model(dir: &Path, name: &str) -> PathBuf {
-    let copy = dir.join(name);
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(model()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
-        }
-    }
-    copy
+    common::copy_run(model(), &dir.join(name))
 }
 
 /// A split of the embedded sample.

@@ -18,14 +18,9 @@ use twinsim_data::{DatasetSpec, LoadOptions};
 fn model() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("score-cli");
-        let _ = std::fs::remove_dir_all(&root);
-        let out = root.join("run");
-        let (ok, _, err) = run(twinsim(&root)
-            .args([
-                "train",
-                "--dataset",
-                "mnist-sample",
+        common::train_sample_model(
+            "score-cli",
+            &[
                 "--per-class",
                 "100",
                 "--epochs",
@@ -38,25 +33,14 @@ fn model() -> &'static Path {
                 "3",
                 "--threads",
                 "2",
-                "--out",
-            ])
-            .arg(&out));
-        assert!(ok, "training failed: {err}");
-        out
+            ],
+        )
     })
 }
 
 /// A copy of the shared model that a test may change.
 fn model_copy(tmp: &Path) -> PathBuf {
-    let dst = tmp.join("model-copy");
-    std::fs::create_dir_all(&dst).unwrap();
-    for entry in std::fs::read_dir(model()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
-        }
-    }
-    dst
+    common::copy_run(model(), &tmp.join("model-copy"))
 }
 
 /// Test images of the sample: (pixels 28×28, label) for the first `n`.

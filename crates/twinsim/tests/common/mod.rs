@@ -47,3 +47,33 @@ pub fn assert_user_error(ok: bool, stderr: &str, needle: &str) {
     );
     assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
 }
+
+/// Trains a small model on the embedded MNIST sample into a fresh folder
+/// `name` under the test binaries' scratch folder, with `args` (the
+/// training options besides `--out`); panics with twinsim's message when
+/// training fails. Tests share it through a `OnceLock`.
+pub fn train_sample_model(name: &str, args: &[&str]) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&root);
+    let out = root.join("run");
+    let (ok, _, err) = run(twinsim(&root)
+        .args(["train", "--dataset", "mnist-sample"])
+        .args(args)
+        .arg("--out")
+        .arg(&out));
+    assert!(ok, "training failed: {err}");
+    out
+}
+
+/// Copies the files of the run directory `run` into `dst` (created), for a
+/// test that changes a model without touching the shared one.
+pub fn copy_run(run: &std::path::Path, dst: &std::path::Path) -> PathBuf {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(run).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+        }
+    }
+    dst.to_path_buf()
+}
