@@ -17,6 +17,7 @@ pub mod idx;
 pub mod load;
 pub mod locate;
 pub mod npy;
+pub mod npz;
 pub mod read;
 pub mod sample;
 pub mod split;

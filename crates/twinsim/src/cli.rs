@@ -69,10 +69,17 @@ pub enum Command {
 /// `twinsim fid A B --model RUN_DIR`.
 #[derive(Debug, Args)]
 pub struct FidArgs {
-    /// The first set: an image folder (any depth) or a dataset split, NAME:SPLIT (mnist:test).
+    /// The first set: an image folder (any depth), a dataset split, NAME:SPLIT
+    /// (mnist:test), or saved statistics, FILE.npz (pytorch-fid's `mu` and `sigma`).
     pub a: String,
     /// The second set, likewise.
     pub b: String,
+    /// Write A's statistics to this .npz file (pytorch-fid reads it).
+    #[arg(long, value_name = "FILE.npz")]
+    pub save_stats: Option<PathBuf>,
+    /// Write B's statistics to this .npz file.
+    #[arg(long, value_name = "FILE.npz")]
+    pub save_stats_b: Option<PathBuf>,
     /// A run directory made by `twinsim train`: its embeddings are the features compared.
     #[arg(long, value_name = "RUN_DIR")]
     pub model: PathBuf,

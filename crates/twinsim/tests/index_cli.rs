@@ -43,6 +43,25 @@ fn copy_model(dir: &Path, name: &str) -> PathBuf {
     common::copy_run(model(), &dir.join(name))
 }
 
+/// The feature size of the statistics file at `path`.
+fn same_dim(path: &Path) -> usize {
+    twinsim_data::npz::read_f64(path, "mu").unwrap().values.len()
+}
+
+/// The d × d identity, row by row.
+fn identity(d: usize) -> Vec<f64> {
+    (0..d * d)
+        .map(|i| f64::from(u8::from(i % (d + 1) == 0)))
+        .collect()
+}
+
+/// The identity with one entry above the diagonal set: not symmetric.
+fn skew(d: usize) -> Vec<f64> {
+    let mut m = identity(d);
+    m[1] = 0.5;
+    m
+}
+
 /// A split of the embedded sample.
 fn sample(split: &str) -> Dataset {
     let spec: DatasetSpec = format!("mnist-sample:{split}").parse().unwrap();
@@ -445,6 +464,67 @@ fn fid_is_near_zero_for_one_distribution_and_refuses_tiny_sets() {
         other["fid"].as_f64().unwrap() > 10.0 * same["fid"].as_f64().unwrap(),
         "digits against negatives {other}, digits against digits {same}"
     );
+    // Statistics saved by one run give the same FID in another, and bad
+    // statistics files are refused with the reason.
+    let stats = tmp.path().join("a.npz");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args([
+            "fid",
+            "mnist-sample:train",
+            "mnist-sample:test",
+            "--kid-subsets",
+            "2",
+            "--save-stats",
+        ])
+        .arg(&stats)
+        .arg("--model")
+        .arg(model()));
+    assert!(ok, "{err}");
+    let from_file = fid(stats.to_str().unwrap(), "mnist-sample:test");
+    let want = same["fid"].as_f64().unwrap();
+    assert!(
+        (from_file["fid"].as_f64().unwrap() - want).abs() <= 1e-9 * want.max(1e-12),
+        "{from_file} {same}"
+    );
+    assert!(
+        from_file["kid"].is_null() && from_file["n_a"].is_null(),
+        "{from_file}"
+    );
+    let dim = same_dim(&stats);
+    let cases = [
+        ("small.npz", vec![0.0; 3], identity(3), 3, "3-d statistics"),
+        ("nan.npz", vec![f64::NAN; dim], identity(dim), dim, "NaN"),
+        ("skew.npz", vec![0.0; dim], skew(dim), dim, "not symmetric"),
+    ];
+    for (name, mu, sigma, d, needle) in cases {
+        let path = tmp.path().join(name);
+        twinsim_data::npz::write(&path, &[("mu", &[d], &mu), ("sigma", &[d, d], &sigma)]).unwrap();
+        let (ok, _, err) = run(twinsim(tmp.path())
+            .arg("fid")
+            .arg(&path)
+            .arg(&stats)
+            .arg("--model")
+            .arg(model()));
+        assert_user_error(ok, &err, needle);
+    }
+
+    // Fewer images than feature dimensions: an answer, with a warning.
+    let few = tmp.path().join("few");
+    std::fs::create_dir_all(&few).unwrap();
+    for i in 0..5 {
+        write_image(&sample("test"), i, &few, &format!("{i}.png"));
+    }
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("fid")
+        .arg(&few)
+        .arg("mnist-sample:test")
+        .args(["--kid-subsets", "2", "--model"])
+        .arg(model()));
+    assert!(
+        ok && err.contains("5 images for") && err.contains("use at least"),
+        "{err}"
+    );
+
     // A folder of one image is no set.
     let one = tmp.path().join("one");
     std::fs::create_dir_all(&one).unwrap();

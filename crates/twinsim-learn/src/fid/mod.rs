@@ -7,7 +7,11 @@
 pub mod frechet;
 pub mod kid;
 
+use std::path::Path;
+
 use tch::{Device, Kind, Tensor};
+use twinsim_data::npy::Array;
+use twinsim_data::npz;
 
 use crate::{LearnError, Result};
 
@@ -79,6 +83,31 @@ impl Statistics {
     /// The feature dimension D.
     pub fn dim(&self) -> i64 {
         self.mu.size()[0]
+    }
+
+    /// Writes `mu` and `sigma` (float64) to `path` as pytorch-fid's `.npz`
+    /// (`np.savez`), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let d = self.dim() as usize;
+        let values = |t: &Tensor| Vec::<f64>::try_from(&t.reshape([-1])).expect("CPU float64 values");
+        let (mu, sigma) = (values(&self.mu), values(&self.sigma));
+        Ok(npz::write(
+            path,
+            &[("mu", &[d], &mu), ("sigma", &[d, d], &sigma)],
+        )?)
+    }
+
+    /// Reads `mu` and `sigma` from a `.npz` file (pytorch-fid's layout,
+    /// float64 or float32), checked as [`Statistics::new`] does.
+    pub fn load(path: &Path) -> Result<Statistics> {
+        let mu = npz::read_f64(path, "mu")?;
+        let sigma = npz::read_f64(path, "sigma")?;
+        let tensor = |a: &Array<f64>| {
+            let shape: Vec<i64> = a.shape.iter().map(|&d| d as i64).collect();
+            Tensor::from_slice(&a.values).view(shape.as_slice())
+        };
+        Statistics::new(tensor(&mu), tensor(&sigma), 0)
+            .map_err(|e| LearnError::config(format!("{}: {e}", path.display()), e.hint().unwrap_or_default()))
     }
 }
 
