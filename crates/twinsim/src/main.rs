@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = cli::Cli::parse();
     report::init_logging(cli.global.verbose, cli.global.quiet);
     match commands::run(cli) {
@@ -18,5 +19,17 @@ fn main() -> ExitCode {
             report::print_error(&err);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a closed pipe end the process quietly, as it does `cat` or `grep`
+/// (`twinsim search ... | head`): Rust ignores SIGPIPE, which turns every
+/// later print into a panic.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first in main, before any other thread exists; it only
+    // sets the signal's disposition back to the system default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

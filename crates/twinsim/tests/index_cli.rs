@@ -546,3 +546,28 @@ fn fid_is_near_zero_for_one_distribution_and_refuses_tiny_sets() {
         .arg(model()));
     assert_user_error(ok, &err, "0 usable images");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    // `twinsim --json search ... -k 500 | head -c 1`: far more output than a
+    // pipe holds, and the pipe closes after one byte.
+    let tmp = tempfile::tempdir().unwrap();
+    let index = build(tmp.path(), 100);
+    let query = write_image(&sample("test"), 0, tmp.path(), "q.png");
+    let mut child = twinsim(tmp.path())
+        .args(["--json", "search"])
+        .arg(&index)
+        .arg(&query)
+        .args(["-k", "500"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
