@@ -84,7 +84,11 @@ pub fn groups(embeddings: &Tensor, images: &Images, thresholds: Thresholds) -> V
         return Vec::new();
     }
     let pixels = unit_rows(&centred_pixels(images));
-    let embeddings = unit_rows(embeddings);
+    // Rows on the Rust side once: a tensor call per candidate pair would
+    // cost more than the dot product it computes.
+    let dim = embeddings.size()[1] as usize;
+    let unit = Vec::<f32>::try_from(&unit_rows(embeddings).reshape([-1])).expect("CPU float32 rows");
+    let row = |i: usize| &unit[i * dim..(i + 1) * dim];
     let found = exact::search(&pixels, &pixels, Distance::Cosine, NEIGHBOURS.min(n - 1), true);
     let mut sets = DisjointSets::new(n);
     let mut pairs = Vec::new();
@@ -98,10 +102,11 @@ pub fn groups(embeddings: &Tensor, images: &Images, thresholds: Thresholds) -> V
             if a > nb.item && found[nb.item].iter().any(|m| m.item == a) {
                 continue;
             }
-            let similarity = embeddings
-                .get(a as i64)
-                .dot(&embeddings.get(nb.item as i64))
-                .double_value(&[]);
+            let similarity: f64 = row(a)
+                .iter()
+                .zip(row(nb.item))
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
             if similarity >= thresholds.similarity {
                 pairs.push(Pair {
                     a: a.min(nb.item),

@@ -3,6 +3,7 @@
 //! one by one, converted exactly as the model's training data was; and the
 //! images back from their sources, for pictures of search results.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
 
 use tch::Tensor;
@@ -13,7 +14,6 @@ use twinsim_learn::run::{Classes, Run};
 use twinsim_learn::{images, similarity};
 
 use crate::error::{IndexError, Result};
-use crate::index::Index;
 
 /// Images to enrol: row i is `images` image i, of class `labels[i]`, from
 /// `sources[i]`.
@@ -151,18 +151,6 @@ fn decode_usable(
 /// How many unusable files a warning names before it only counts the rest.
 const NAMED_IN_WARNING: usize = 10;
 
-/// Embeds `gallery` with `model` (which must be the index's) and adds it
-/// to `index`; see [`embed`].
-pub fn enrol(
-    index: &mut Index,
-    model: &Model,
-    gallery: &Gallery,
-    progress: &indicatif::ProgressBar,
-) -> Result<()> {
-    let embeddings = embed(model, gallery, progress)?;
-    index.add(&embeddings, &gallery.labels, gallery.sources.clone())
-}
-
 /// `gallery`'s embeddings by `model`: (N, D) float32 on the CPU, embedded
 /// in batches, ticking `progress` once per image.
 pub fn embed(model: &Model, gallery: &Gallery, progress: &indicatif::ProgressBar) -> Result<Tensor> {
@@ -188,17 +176,18 @@ const ENROL_BATCH: usize = 4096;
 /// The images `sources` name, in order: files are decoded for `run`'s
 /// model, `NAME:SPLIT#i` read from the dataset (each split loaded once).
 pub fn images_of(sources: &[String], run: &Run, base: &LoadOptions) -> Result<Images> {
-    let mut loaded: Vec<(String, twinsim_data::Dataset)> = Vec::new();
+    let mut loaded: HashMap<String, twinsim_data::Dataset> = HashMap::new();
     let mut pixels = Vec::new();
     for source in sources {
         match dataset_item(source) {
             Some((spec, i)) => {
-                if !loaded.iter().any(|(s, _)| *s == spec) {
-                    let parsed: DatasetSpec = spec.parse()?;
-                    let ds = run.data(Some(&parsed.name()), parsed.split, Classes::All, base)?;
-                    loaded.push((spec.clone(), ds));
-                }
-                let ds = &loaded.iter().find(|(s, _)| *s == spec).expect("just loaded").1;
+                let ds = match loaded.entry(spec.clone()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        let parsed: DatasetSpec = spec.parse()?;
+                        e.insert(run.data(Some(&parsed.name()), parsed.split, Classes::All, base)?)
+                    }
+                };
                 if i >= ds.len() {
                     return Err(IndexError::invalid(
                         format!("{source}: {spec} has only {} images", ds.len()),

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use twinsim_index::dedup::{self, Group};
-use twinsim_index::gallery::{self, Gallery};
+use twinsim_index::gallery::Gallery;
 use twinsim_learn::model::Model;
 
 use crate::cli::{DedupArgs, GlobalArgs};
@@ -36,9 +36,7 @@ pub fn run(global: &GlobalArgs, args: &DedupArgs) -> anyhow::Result<()> {
             "point dedup at a folder of image files (PNG, JPEG, BMP, WebP, GIF, TIFF; any depth)",
         ));
     }
-    let bar = super::progress(global, images.len(), "embedding");
-    let embeddings = gallery::embed(&model, &images, &bar)?;
-    bar.finish_and_clear();
+    let embeddings = super::embed(global, &model, &images)?;
     let thresholds = dedup::Thresholds {
         similarity: args.threshold,
         pixel_correlation: args.pixel_threshold,

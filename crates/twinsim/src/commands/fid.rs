@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::Serialize;
-use twinsim_index::gallery::{self, Gallery, Subset};
+use twinsim_index::gallery::{Gallery, Subset};
 use twinsim_learn::fid::{frechet, kid, Statistics};
 use twinsim_learn::run::Run;
 
@@ -137,8 +137,5 @@ fn features(global: &GlobalArgs, run: &Run, spec: &str) -> anyhow::Result<tch::T
             "FID compares sets: give each at least 2 images (thousands for a meaningful value)",
         ));
     }
-    let bar = super::progress(global, images.len(), "embedding");
-    let embedded = gallery::embed(&run.model, &images, &bar)?;
-    bar.finish_and_clear();
-    Ok(embedded)
+    super::embed(global, &run.model, &images)
 }

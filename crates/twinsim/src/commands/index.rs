@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use twinsim_index::gallery::{self, Gallery, Subset};
+use twinsim_index::gallery::{Gallery, Subset};
 use twinsim_index::hnsw::HnswParams;
 use twinsim_index::{file, Backend, Index, IndexError};
 use twinsim_learn::run::Run;
@@ -102,9 +102,8 @@ fn enrol_and_save(
             "check the dataset, classes or folder given (see the warnings above)",
         ));
     }
-    let bar = super::progress(global, gallery.len(), "embedding");
-    gallery::enrol(index, &run.model, gallery, &bar)?;
-    bar.finish_and_clear();
+    let embedded = super::embed(global, &run.model, gallery)?;
+    index.add(&embedded, &gallery.labels, gallery.sources.clone())?;
     file::save(index, out)?;
     if !global.json {
         println!(

@@ -41,9 +41,9 @@ pub fn device(args: &DeviceArgs) -> anyhow::Result<twinsim_learn::Device> {
         .map_err(|e| twinsim_learn::LearnError::config(e, "pass --device cpu, or a GPU libtorch sees"))?)
 }
 
-/// A progress bar over `len` items on stderr, hidden with --quiet (and by
+/// A progress bar over `len` images on stderr, hidden with --quiet (and by
 /// indicatif when stderr is not a terminal).
-pub fn progress(global: &GlobalArgs, len: usize, prefix: &str) -> indicatif::ProgressBar {
+fn progress(global: &GlobalArgs, len: usize, prefix: &str) -> indicatif::ProgressBar {
     if global.quiet {
         return indicatif::ProgressBar::hidden();
     }
@@ -53,6 +53,18 @@ pub fn progress(global: &GlobalArgs, len: usize, prefix: &str) -> indicatif::Pro
     indicatif::ProgressBar::new(len as u64)
         .with_style(style)
         .with_prefix(prefix.to_string())
+}
+
+/// `gallery`'s embeddings by `model`, with a progress bar on stderr.
+pub fn embed(
+    global: &GlobalArgs,
+    model: &twinsim_learn::model::Model,
+    gallery: &twinsim_index::gallery::Gallery,
+) -> anyhow::Result<tch::Tensor> {
+    let bar = progress(global, gallery.len(), "embedding");
+    let embedded = twinsim_index::gallery::embed(model, gallery, &bar)?;
+    bar.finish_and_clear();
+    Ok(embedded)
 }
 
 /// Where commands that use a trained model find data; the model decides

@@ -57,9 +57,7 @@ pub fn identify(global: &GlobalArgs, args: &IdentifyArgs) -> anyhow::Result<()> 
     let calibration = run.model.require_calibration(&run.dir)?;
     if let Some(spec) = &args.dataset {
         let queries = Gallery::dataset(&run, spec, &Subset::default(), &super::data_options(global))?;
-        let bar = super::progress(global, queries.len(), "embedding");
-        let embedded = gallery::embed(&run.model, &queries, &bar)?;
-        bar.finish_and_clear();
+        let embedded = super::embed(global, &run.model, &queries)?;
         let found = identify::identify(&index, &calibration, &embedded)?;
         let score = identify::score(&found, &queries.labels, &index.info.classes);
         if global.json {
