@@ -139,6 +139,7 @@ fn card(arch: &str, shape: ImageShape) -> ModelCard {
         distance: Distance::Cosine,
         normalize: true,
         embedding: Embedding::Head,
+        flip_average: false,
         classes: (0..10).map(|d| d.to_string()).collect(),
         dataset: "bench".into(),
         loss: "none".into(),

@@ -79,13 +79,22 @@ impl Preprocess {
     /// uint8 (B, C, H, W) → float32 (B, C, H, W): x/255, minus `mean`, over
     /// `std`, per channel, on the images' device. C must equal `channels`.
     pub fn apply(&self, images_u8: &Tensor) -> Tensor {
+        self.on(images_u8.device()).apply(images_u8)
+    }
+
+    /// This preprocessing with its per-channel values on `device`, to apply
+    /// to many batches.
+    pub fn on(&self, device: Device) -> DevicePreprocess {
         let per_channel = |v: &[f64]| {
             Tensor::from_slice(v)
                 .to_kind(Kind::Float)
                 .view([1, self.channels, 1, 1])
-                .to_device(images_u8.device())
+                .to_device(device)
         };
-        (images_u8.to_kind(Kind::Float) / 255.0 - per_channel(&self.mean)) / per_channel(&self.std)
+        DevicePreprocess {
+            mean: per_channel(&self.mean),
+            std: per_channel(&self.std),
+        }
     }
 
     /// The mean and standard deviation of each channel over all of
@@ -122,6 +131,22 @@ impl Preprocess {
     }
 }
 
+/// A [`Preprocess`] whose per-channel mean and std (1, C, 1, 1) already
+/// sit on a device: applying it copies nothing from the host, a copy that
+/// would wait for the device to finish its queue (one per training step).
+#[derive(Debug)]
+pub struct DevicePreprocess {
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl DevicePreprocess {
+    /// As [`Preprocess::apply`], for images on this preprocessing's device.
+    pub fn apply(&self, images_u8: &Tensor) -> Tensor {
+        (images_u8.to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std
+    }
+}
+
 /// Mean and standard deviation, in [0, 1] units, of `n` byte values whose
 /// sum and sum of squares are given.
 fn mean_std(sum: u64, squares: u64, n: f64) -> (f64, f64) {
@@ -132,6 +157,17 @@ fn mean_std(sum: u64, squares: u64, n: f64) -> (f64, f64) {
     let var = (squares as f64 / n - mean * mean).max(0.0);
     let std = var.sqrt() / 255.0;
     (mean / 255.0, if std > 1e-6 { std } else { 1.0 })
+}
+
+/// How many training images [`Model::fit_to_data`] uses: airbench's 5,000
+/// give 4.8 million 2×2 patches of 32×32 colour images for a 12×12 covariance.
+pub const FIT_IMAGES: usize = 5_000;
+
+/// At most `max` of `images`, evenly spaced (all when there are fewer).
+fn evenly_spaced(images: &Images, max: usize) -> Images {
+    let step = images.len().div_ceil(max.max(1)).max(1);
+    let chosen: Vec<usize> = (0..images.len()).step_by(step).collect();
+    images.select(&chosen)
 }
 
 /// Where a model's embeddings come from (see [`whitening::EMBEDDINGS`]).
@@ -161,6 +197,11 @@ pub struct ModelCard {
     /// before it ([`crate::whitening`]); cards without the field use the head.
     #[serde(default)]
     pub embedding: Embedding,
+    /// Embed each image as the mean of its own and its mirror image's
+    /// embeddings (test-time augmentation): set when training flipped
+    /// images, so both views are equally the model's; absent is false.
+    #[serde(default)]
+    pub flip_average: bool,
     /// The training set's class names.
     pub classes: Vec<String>,
     /// The training dataset, as the CLI spells it.
@@ -220,6 +261,8 @@ pub struct Model {
     /// Set when `card.embedding` is [`Embedding::Features`]; its tensors
     /// are variables of `vs`, so they are saved and loaded with the weights.
     whitening: Option<Whitening>,
+    /// `card.preprocess` on the model's device.
+    preprocess: DevicePreprocess,
 }
 
 impl Model {
@@ -232,11 +275,13 @@ impl Model {
         let vs = nn::VarStore::new(device);
         let net = encoders::build(&card.encoder, &vs.root())?;
         let whitening = (card.embedding == Embedding::Features).then(|| whitening_vars(&vs, net.features));
+        let preprocess = card.preprocess.on(device);
         Ok(Model {
             card,
             vs,
             net,
             whitening,
+            preprocess,
         })
     }
 
@@ -254,10 +299,8 @@ impl Model {
     /// evenly spaced), L2-normalised and compared by cosine; call it once
     /// training is done, then [`Model::save`].
     pub fn whiten(&mut self, images: &Images) -> Result<()> {
-        let step = images.len().div_ceil(whitening::MAX_IMAGES).max(1);
-        let chosen: Vec<usize> = (0..images.len()).step_by(step).collect();
         let features = self.map_images(
-            &images.select(&chosen),
+            &evenly_spaced(images, whitening::MAX_IMAGES),
             crate::similarity::BATCH,
             self.net.features,
             |x| self.features_t(&self.preprocessed(x), false),
@@ -278,13 +321,27 @@ impl Model {
         Ok(())
     }
 
+    /// Sets what the encoder derives from the training data rather than
+    /// learns ([`Encoder::fit_to_data`]) from at most [`FIT_IMAGES`] of
+    /// `images`, evenly spaced; call it on a new model, before training.
+    pub fn fit_to_data(&self, images: &Images) {
+        let _no_grad = tch::no_grad_guard();
+        let chosen = crate::tensor::images_tensor(&evenly_spaced(images, FIT_IMAGES), self.vs.device());
+        self.net.fit_to_data(&self.preprocessed(&chosen));
+    }
+
     /// Preprocessed float (B, C, H, W) → embeddings (B, [`Model::dim`]), each
     /// row of norm 1 when `card.normalize`. `train` puts batch norm in
     /// training mode.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let e = match &self.whitening {
+        let raw = |x: &Tensor| match &self.whitening {
             Some(w) => w.apply(&self.features_t(x, train)),
             None => self.net.forward_t(&encoders::channels_last(x), train),
+        };
+        let e = if self.card.flip_average && !train {
+            (raw(x) + raw(&x.flip([3]))) / 2.0
+        } else {
+            raw(x)
         };
         if self.card.normalize {
             // Clamped like PyTorch's F.normalize, so a zero embedding stays zero.
@@ -310,7 +367,7 @@ impl Model {
 
     /// uint8 (B, C, H, W) on any device → preprocessed float on the model's.
     fn preprocessed(&self, images_u8: &Tensor) -> Tensor {
-        self.card.preprocess.apply(&images_u8.to_device(self.vs.device()))
+        self.preprocess.apply(&images_u8.to_device(self.vs.device()))
     }
 
     /// Refuses images of another size than the model was trained on; call it

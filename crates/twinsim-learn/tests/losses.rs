@@ -743,3 +743,43 @@ fn loss_config_round_trips_through_json_leaving_defaults_out() {
         config("triplet")
     );
 }
+
+#[test]
+fn label_smoothing_spreads_each_target_over_all_classes() {
+    let e = Tensor::randn([6, EMBEDDING_DIM], (Kind::Double, Device::Cpu));
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2]);
+    let loss_with = |smoothing: Option<f64>, w: Option<&Tensor>| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = LossConfig {
+            label_smoothing: smoothing,
+            ..config("normalized-softmax")
+        };
+        let loss = losses::build(&cfg, &vs.root(), EMBEDDING_DIM, NUM_CLASSES).unwrap();
+        let mut proxies = vs.variables()["W"].shallow_clone();
+        if let Some(w) = w {
+            tch::no_grad(|| proxies.copy_(w));
+        }
+        (loss.compute(&e, &labels, None).double_value(&[]), proxies)
+    };
+    let (plain, w) = loss_with(None, None);
+    let (smooth, _) = loss_with(Some(0.2), Some(&w));
+    // The uniform part: −log p averaged over every class and row.
+    let unit = |t: &Tensor, dim: i64| t / t.norm_scalaropt_dim(2, [dim], true);
+    let logits = unit(&e, 1).matmul(&unit(&w.to_kind(Kind::Double), 0)) / 0.05;
+    let uniform = -logits
+        .log_softmax(1, Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[]);
+    let expected = 0.8 * plain + 0.2 * uniform;
+    assert!((smooth - expected).abs() < 1e-9, "{smooth} != {expected}");
+    // A share of 1 or more would leave no target; losses without classes take none.
+    for (name, share) in [("normalized-softmax", 1.0), ("triplet", 0.1)] {
+        let cfg = LossConfig {
+            label_smoothing: Some(share),
+            ..config(name)
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let err = losses::build(&cfg, &vs.root(), EMBEDDING_DIM, NUM_CLASSES).unwrap_err();
+        assert!(matches!(err, LearnError::Config { .. }), "{name}: {err}");
+    }
+}

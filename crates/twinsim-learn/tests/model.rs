@@ -36,6 +36,7 @@ fn card(arch: &str, embedding_dim: i64) -> ModelCard {
         distance: Distance::Cosine,
         normalize: true,
         embedding: Embedding::Head,
+        flip_average: false,
         classes: (0..10).map(|d| d.to_string()).collect(),
         dataset: "mnist".into(),
         loss: "contrastive".into(),

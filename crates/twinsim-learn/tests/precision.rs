@@ -2,11 +2,11 @@
 
 use tch::{Device, Kind, Tensor};
 use twinsim_learn::train::optimizer::Optimizer;
-use twinsim_learn::train::precision::Precision;
+use twinsim_learn::train::precision::{Half, Precision};
 
 #[test]
 fn the_scale_halves_on_overflow_and_doubles_after_a_run_of_good_steps() {
-    let mut p = Precision::scaled(true, 8.0);
+    let mut p = Precision::scaled(Some(Half::Float16), 8.0);
     assert!(!p.update(false), "an overflowing step must be skipped");
     assert_eq!(p.scale, 4.0);
     for _ in 0..1999 {
@@ -30,9 +30,20 @@ fn unscaling_restores_gradients_and_spots_overflow() {
 }
 
 #[test]
-fn fp16_on_the_cpu_is_refused_and_auto_is_fp32_there() {
+fn half_precision_on_the_cpu_is_refused_and_auto_is_fp32_there() {
     assert!(Precision::new("fp16", Device::Cpu).is_err());
+    assert!(Precision::new("bf16", Device::Cpu).is_err());
     assert!(Precision::new("bf17", Device::Cpu).is_err());
     let auto = Precision::new("auto", Device::Cpu).unwrap();
     assert!(!auto.autocast && !auto.is_scaling() && auto.scale == 1.0);
+}
+
+#[test]
+fn a_gpu_gets_bf16_without_loss_scaling_unless_fp16_is_asked_for() {
+    // Resolving a precision touches no device.
+    let cuda = Device::Cuda(0);
+    let auto = Precision::new("auto", cuda).unwrap();
+    assert!(auto.autocast && !auto.is_scaling() && auto.half == Half::BFloat16);
+    let fp16 = Precision::new("fp16", cuda).unwrap();
+    assert!(fp16.autocast && fp16.is_scaling() && fp16.half == Half::Float16);
 }

@@ -38,3 +38,19 @@ fn the_fast_mnist_recipe_is_the_small_cnn_for_two_epochs() {
     // Everything else stays the defaults.
     assert_eq!((cfg.loss.as_str(), cfg.batch_size), ("multi-similarity", 256));
 }
+
+#[test]
+fn the_gpu_cifar_recipe_is_airbench_with_sgd_for_24_epochs() {
+    let cfg = TrainOptions::from_toml_file(&recipe("cifar10-gpu.toml"))
+        .unwrap()
+        .resolve(true, 10);
+    assert_eq!(
+        (cfg.arch.as_str(), cfg.loss.as_str(), cfg.augment.as_str()),
+        ("airbench", "normalized-softmax", "shift-flip")
+    );
+    assert_eq!((cfg.batch_size, cfg.per_class_batch, cfg.epochs), (1000, 100, 24));
+    assert_eq!(
+        (cfg.optimizer.as_str(), cfg.lr, cfg.weight_decay),
+        ("sgd", 0.8, 0.0005)
+    );
+}

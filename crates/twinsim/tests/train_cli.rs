@@ -355,3 +355,105 @@ fn a_model_trained_on_mnist_is_not_measured_on_the_sample_by_mistake() {
         .arg(&out));
     assert!(ok, "{err}");
 }
+
+/// The first `per_class` training and test images of `classes` from the
+/// shared CIFAR-10 JPEG copy, written as an image folder under `root`.
+fn cifar_folder(root: &Path, classes: &[&str], per_class: usize) {
+    let tgz = common::shared_data().join("cifar10/cifar10-jpeg.tar.gz");
+    let file = std::fs::File::open(&tgz).unwrap_or_else(|e| panic!("{}: {e}", tgz.display()));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut counts = std::collections::HashMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let [split, class, _] = parts.as_slice() else {
+            continue;
+        };
+        let wanted = if split == "train" {
+            per_class
+        } else {
+            per_class / 2
+        };
+        let n = counts.entry((split.clone(), class.clone())).or_insert(0);
+        if classes.contains(&class.as_str()) && *n < wanted {
+            *n += 1;
+            let dst = root.join(&path);
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            entry.unpack(&dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_airbench_gpu_recipe_trains_on_the_cpu_at_a_tiny_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    cifar_folder(&tmp.path().join("cifar"), &["airplane", "frog"], 24);
+    let out = tmp.path().join("run");
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("train")
+        .arg("--dataset")
+        .arg(tmp.path().join("cifar"))
+        .args([
+            "--arch",
+            "airbench-half",
+            "--augment",
+            "shift-flip",
+            "--loss",
+            "normalized-softmax",
+        ])
+        .args([
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.2",
+            "--weight-decay",
+            "0.0005",
+            "--label-smoothing",
+            "0.1",
+        ])
+        .args([
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--per-class-batch",
+            "8",
+            "--val-fraction",
+            "0.25",
+        ])
+        .arg("--out")
+        .arg(&out));
+    assert!(ok, "{err}");
+    let card: Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["encoder"]["arch"], "airbench-half");
+    assert_eq!(
+        card["flip_average"], true,
+        "flips in training, mirror averaging at test"
+    );
+    let model = twinsim_learn::model::Model::load(&out, tch::Device::Cpu).unwrap();
+    let vars = model.vs.variables();
+    // The whitening filters were fitted to the images (as pairs ±W, which no
+    // random start gives) and training left them alone.
+    let w = &vars["whiten.weight"];
+    assert_eq!(w.size(), [24, 3, 2, 2]);
+    let (plus, minus) = (w.narrow(0, 0, 12), w.narrow(0, 12, 12));
+    assert!(plus.allclose(&(-&minus), 0.0, 0.0, false), "whitening is not ±W");
+    assert!(
+        plus.abs().max().double_value(&[]) > 1.0,
+        "whitening is not fitted"
+    );
+    // Batch-norm scales stay at 1: only their shifts train.
+    for (name, t) in vars.iter().filter(|(n, _)| n.ends_with("bn.weight")) {
+        assert_eq!(t.min().double_value(&[]), 1.0, "{name} trained");
+        assert_eq!(t.max().double_value(&[]), 1.0, "{name} trained");
+    }
+    // And the saved model embeds the data it was trained on.
+    let (ok, out_json, err) = run(twinsim(tmp.path())
+        .args(["evaluate", "--json", "--no-baselines", "--dataset"])
+        .arg(tmp.path().join("cifar"))
+        .arg(&out));
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out_json).unwrap();
+    assert!((0.0..=1.0).contains(&v["precision_at_1"].as_f64().unwrap()));
+}

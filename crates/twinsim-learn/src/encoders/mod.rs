@@ -7,6 +7,7 @@
 //! flatten, joins the convolutions to the head, so one architecture serves
 //! MNIST, CIFAR and image folders alike.
 
+mod airbench;
 mod cnn;
 mod resnet;
 mod seed;
@@ -48,6 +49,14 @@ pub const ENCODERS: &[(&str, &str)] = &[
         "resnet",
         "ResNet-9 (Myrtle / airbench layout) at quarter width for 32x32 colour images, ~24 M multiply-adds per image",
     ),
+    (
+        "airbench",
+        "airbench94's network (whitened 2x2 patches, 64-256-256 channels, GELU) for 32x32 colour images, ~118 M multiply-adds per image; fast on a GPU",
+    ),
+    (
+        "airbench-half",
+        "airbench at half width (32-128-128 channels), ~33 M multiply-adds per image",
+    ),
 ];
 
 /// The smallest height and width an encoder accepts: the seed's three
@@ -71,6 +80,9 @@ pub struct Encoder {
     head: nn::Linear,
     /// F: the width of the pooled features.
     pub features: i64,
+    /// The weight of a first layer set from data rather than trained (see
+    /// [`Encoder::fit_to_data`]), when the architecture has one.
+    patch_whitening: Option<Tensor>,
 }
 
 impl Encoder {
@@ -78,7 +90,22 @@ impl Encoder {
     /// to `d` dimensions, created after the body's variables.
     fn with_linear_head(vs: &nn::Path, (body, features): (nn::SequentialT, i64), d: i64) -> Encoder {
         let head = nn::linear(vs / "head", features, d, Default::default());
-        Encoder { body, head, features }
+        Encoder {
+            body,
+            head,
+            features,
+            patch_whitening: None,
+        }
+    }
+
+    /// Sets whatever the architecture derives from the training data rather
+    /// than learns (airbench's patch whitening) from preprocessed training
+    /// images `x` (N, C, H, W), a few thousand being enough; call it once,
+    /// before training. A no-op for the other architectures.
+    pub fn fit_to_data(&self, x: &Tensor) {
+        if let Some(weight) = &self.patch_whitening {
+            airbench::fit_whitening(weight, x);
+        }
     }
 
     /// Preprocessed (B, C, H, W) → pooled features (B, F).
@@ -106,6 +133,8 @@ pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Encoder> {
         "cnn" => Encoder::with_linear_head(vs, cnn::body(vs, c, cnn::WIDTHS), d),
         "cnn-wide" => Encoder::with_linear_head(vs, cnn::body(vs, c, cnn::WIDE), d),
         "resnet" => Encoder::with_linear_head(vs, resnet::body(vs, c), d),
+        "airbench" => airbench_encoder(vs, c, d, airbench::FULL),
+        "airbench-half" => airbench_encoder(vs, c, d, airbench::HALF),
         other => {
             return Err(LearnError::config(
                 format!("unknown encoder architecture '{other}'"),
@@ -113,6 +142,15 @@ pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Encoder> {
             ))
         }
     })
+}
+
+/// An airbench body with group `widths` and a linear head to `d`.
+fn airbench_encoder(vs: &nn::Path, c: i64, d: i64, widths: [i64; 3]) -> Encoder {
+    let (body, features, whitening) = airbench::body(vs, c, widths);
+    Encoder {
+        patch_whitening: Some(whitening),
+        ..Encoder::with_linear_head(vs, (body, features), d)
+    }
 }
 
 /// "seed (…), cnn (…), …", for hints.
@@ -152,8 +190,18 @@ fn check_sizes(spec: &EncoderSpec) -> Result<()> {
     Ok(())
 }
 
+/// The nonlinearity after a [`ConvBn`]'s batch norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activation {
+    /// None (the seed's network has none).
+    Identity,
+    Relu,
+    /// GELU (tanh-free, as PyTorch's default), which airbench uses.
+    Gelu,
+}
+
 /// A convolution, an optional 2×2 max-pool, batch normalisation and an
-/// optional ReLU: (B, C_in, H, W) → (B, C_out, H', W'). The building block
+/// activation: (B, C_in, H, W) → (B, C_out, H', W'). The building block
 /// of every encoder.
 ///
 /// Pooling straight after the convolution (as airbench does) lets batch
@@ -164,15 +212,15 @@ struct ConvBn {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
     pool: bool,
-    relu: bool,
+    act: Activation,
 }
 
 impl ConvBn {
     /// Stores the convolution's weights channels-last (see [`channels_last`]).
-    fn new(mut conv: nn::Conv2D, bn: nn::BatchNorm, pool: bool, relu: bool) -> ConvBn {
+    fn new(mut conv: nn::Conv2D, bn: nn::BatchNorm, pool: bool, act: Activation) -> ConvBn {
         let weights = channels_last(&conv.ws);
         conv.ws.set_data(&weights);
-        ConvBn { conv, bn, pool, relu }
+        ConvBn { conv, bn, pool, act }
     }
 }
 
@@ -183,10 +231,10 @@ impl ModuleT for ConvBn {
             h = h.max_pool2d_default(2);
         }
         h = self.bn.forward_t(&h, train);
-        if self.relu {
-            h.relu()
-        } else {
-            h
+        match self.act {
+            Activation::Identity => h,
+            Activation::Relu => h.relu(),
+            Activation::Gelu => h.gelu("none"),
         }
     }
 }
@@ -242,7 +290,7 @@ fn conv_bn_block(vs: &nn::Path, c_in: i64, c_out: i64, pool: bool) -> ConvBn {
         nn::conv2d(vs / "conv", c_in, c_out, 3, cfg),
         nn::batch_norm2d(vs / "bn", c_out, bn_config()),
         pool,
-        true,
+        Activation::Relu,
     )
 }
 

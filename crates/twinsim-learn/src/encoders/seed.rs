@@ -14,7 +14,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::{bn_config, global_avg_pool, ConvBn, Encoder};
+use super::{bn_config, global_avg_pool, Activation, ConvBn, Encoder};
 
 /// The seed's `Siamese` module up to `fc5`: (B, C, H, W) → (B, 64).
 #[derive(Debug)]
@@ -41,6 +41,7 @@ pub(super) fn build(vs: &nn::Path, c_in: i64, d: i64) -> Encoder {
         body: nn::seq_t().add(body),
         head: nn::linear(vs / "fc5", 64, d, torch_linear()),
         features: 64,
+        patch_whitening: None,
     }
 }
 
@@ -73,7 +74,7 @@ fn conv_bn(vs: &nn::Path, i: usize, c_in: i64, c_out: i64, padding: i64) -> Conv
         nn::conv2d(vs / format!("c{i}"), c_in, c_out, 3, cfg),
         nn::batch_norm2d(vs / format!("bn{i}"), c_out, bn_config()),
         false,
-        false,
+        Activation::Identity,
     )
 }
 

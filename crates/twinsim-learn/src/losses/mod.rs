@@ -189,6 +189,11 @@ pub struct LossConfig {
     /// arcface, cosface: the logit scale, 64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
+    /// normalized-softmax, arcface, cosface: the share ε of each target
+    /// spread evenly over all classes (label smoothing), 0: the loss is
+    /// (1 − ε)·CE + ε·(mean over classes of −log p). Not in PML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
     /// triplet: one of [`crate::distances::DISTANCES`], "l2" by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance: Option<String>,
@@ -276,17 +281,17 @@ pub fn build(
         }),
         "normalized-softmax" => Box::new(normalized_softmax::NormalizedSoftmax {
             temperature: p.get("temperature", 0.05, Range::Positive)?,
-            proxies: proxies::Proxies::new(vs, embedding_dim, num_classes)?,
+            proxies: p.proxies(vs, embedding_dim, num_classes)?,
         }),
         "arcface" => Box::new(arcface::ArcFace::new(
             p.get("margin", 28.6, Range::NonNegative)?,
             p.get("scale", 64.0, Range::Positive)?,
-            proxies::Proxies::new(vs, embedding_dim, num_classes)?,
+            p.proxies(vs, embedding_dim, num_classes)?,
         )),
         "cosface" => Box::new(cosface::CosFace {
             margin: p.get("margin", 0.35, Range::NonNegative)?,
             scale: p.get("scale", 64.0, Range::Positive)?,
-            proxies: proxies::Proxies::new(vs, embedding_dim, num_classes)?,
+            proxies: p.proxies(vs, embedding_dim, num_classes)?,
         }),
         name => {
             return Err(LearnError::config(
@@ -308,6 +313,8 @@ enum Range {
     Positive,
     /// Degrees strictly between 0 and 90 (the angular loss takes its tangent).
     AcuteAngle,
+    /// A share in [0, 1).
+    Share,
 }
 
 impl Range {
@@ -318,6 +325,7 @@ impl Range {
                 Range::NonNegative => v >= 0.0,
                 Range::Positive => v > 0.0,
                 Range::AcuteAngle => v > 0.0 && v < 90.0,
+                Range::Share => (0.0..1.0).contains(&v),
             }
     }
 
@@ -327,6 +335,7 @@ impl Range {
             Range::NonNegative => "a number ≥ 0",
             Range::Positive => "a number > 0",
             Range::AcuteAngle => "an angle in degrees between 0 and 90 (exclusive)",
+            Range::Share => "a number from 0 up to (not including) 1",
         }
     }
 }
@@ -347,7 +356,7 @@ impl<'a> Params<'a> {
     }
 
     /// The numeric parameters, by name.
-    fn numbers(&self) -> [(&'static str, Option<f64>); 7] {
+    fn numbers(&self) -> [(&'static str, Option<f64>); 8] {
         let c = self.cfg;
         [
             ("margin", c.margin),
@@ -357,6 +366,7 @@ impl<'a> Params<'a> {
             ("base", c.base),
             ("temperature", c.temperature),
             ("scale", c.scale),
+            ("label_smoothing", c.label_smoothing),
         ]
     }
 
@@ -378,6 +388,17 @@ impl<'a> Params<'a> {
                 format!("{key} must be {}; the default is {default}", range.describe()),
             ))
         }
+    }
+
+    /// The class proxies of a proxy loss, with its label smoothing.
+    fn proxies(
+        &mut self,
+        vs: &tch::nn::Path,
+        embedding_dim: i64,
+        num_classes: i64,
+    ) -> Result<proxies::Proxies> {
+        let smoothing = self.get("label_smoothing", 0.0, Range::Share)?;
+        proxies::Proxies::new(vs, embedding_dim, num_classes, smoothing)
     }
 
     fn triplet_margin(&mut self) -> Result<f64> {

@@ -12,6 +12,8 @@ use crate::{LearnError, Result};
 /// column c is class c's proxy, normalised inside the loss.
 pub(crate) struct Proxies {
     w: Tensor,
+    /// Label smoothing ε of the cross-entropy.
+    smoothing: f64,
 }
 
 /// How the target class's cosine c is changed before the softmax: the
@@ -28,8 +30,8 @@ pub(crate) enum TargetMargin {
 
 impl Proxies {
     /// Creates W as trainable variable "W" under `vs`, standard normal as in
-    /// PML.
-    pub(crate) fn new(vs: &nn::Path, embedding_dim: i64, num_classes: i64) -> Result<Self> {
+    /// PML; the cross-entropy smooths its targets by `smoothing`.
+    pub(crate) fn new(vs: &nn::Path, embedding_dim: i64, num_classes: i64, smoothing: f64) -> Result<Self> {
         if embedding_dim < 1 || num_classes < 2 {
             return Err(LearnError::config(
                 format!("a proxy loss needs an embedding size ≥ 1 and ≥ 2 classes, got {embedding_dim} and {num_classes}"),
@@ -44,7 +46,7 @@ impl Proxies {
                 stdev: 1.0,
             },
         )?;
-        Ok(Self { w })
+        Ok(Self { w, smoothing })
     }
 
     /// embeddings (B, D), labels (B,) int64 in 0..num_classes → the mean
@@ -65,7 +67,7 @@ impl Proxies {
             TargetMargin::Cosine(m) => with_target(&cos, labels, |c| c - m),
             TargetMargin::Angle(m) => with_target(&cos, labels, |c| (c.clamp(-1.0, 1.0).acos() + m).cos()),
         };
-        (logits * scale).cross_entropy_loss(labels, None::<Tensor>, Reduction::Mean, -100, 0.0)
+        (logits * scale).cross_entropy_loss(labels, None::<Tensor>, Reduction::Mean, -100, self.smoothing)
     }
 }
 
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Proxies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxies")
             .field("w_shape", &self.w.size())
+            .field("smoothing", &self.smoothing)
             .finish()
     }
 }

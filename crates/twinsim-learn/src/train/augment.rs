@@ -18,6 +18,10 @@ pub const AUGMENTATIONS: &[(&str, &str)] = &[
         "random shifts of up to 2 pixels (for digits, which must not be flipped)",
     ),
     (
+        "shift-flip",
+        "random shifts of up to 2 pixels and horizontal flips (airbench's, for short colour runs)",
+    ),
+    (
         "affine",
         "random rotations (up to 12 degrees), scalings (0.9-1.1) and shifts (up to 2 pixels), bilinear (for digits)",
     ),
@@ -36,6 +40,7 @@ pub enum Augment {
     None,
     CropFlip,
     Shift,
+    ShiftFlip,
     Affine,
 }
 
@@ -48,6 +53,7 @@ impl Augment {
             "none" => Ok(Augment::None),
             "crop-flip" => Ok(Augment::CropFlip),
             "shift" => Ok(Augment::Shift),
+            "shift-flip" => Ok(Augment::ShiftFlip),
             "affine" => Ok(Augment::Affine),
             other => Err(LearnError::config(
                 format!("unknown augmentation '{other}'"),
@@ -63,8 +69,15 @@ impl Augment {
             Augment::None => x.shallow_clone(),
             Augment::CropFlip => flip(&crop(x, 4)),
             Augment::Shift => crop(x, MAX_SHIFT),
+            Augment::ShiftFlip => flip(&crop(x, MAX_SHIFT)),
             Augment::Affine => affine(x),
         }
+    }
+
+    /// Whether it mirrors images, which makes the model's view of an image
+    /// and of its mirror image equally valid (see `ModelCard::flip_average`).
+    pub fn flips(self) -> bool {
+        matches!(self, Augment::CropFlip | Augment::ShiftFlip)
     }
 }
 

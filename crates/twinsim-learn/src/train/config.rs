@@ -30,6 +30,12 @@ pub struct TrainOptions {
     /// Loss margin (contrastive, triplet, arcface, cosface) [default: the loss's own].
     #[cfg_attr(feature = "cli", arg(long))]
     pub margin: Option<f64>,
+    /// Softmax temperature (supcon, normalized-softmax) [default: the loss's own].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub temperature: Option<f64>,
+    /// Label smoothing of the proxy losses (normalized-softmax, arcface, cosface) [default: 0].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub label_smoothing: Option<f64>,
     /// Batch sampler: pairs, balanced-pairs, pk [default: pairs for seed-contrastive, else pk].
     #[cfg_attr(feature = "cli", arg(long))]
     pub sampler: Option<String>,
@@ -136,6 +142,11 @@ pub struct TrainConfig {
     pub loss: String,
     pub miner: Option<String>,
     pub margin: Option<f64>,
+    /// Absent from the configs of runs made before the option existed.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub label_smoothing: Option<f64>,
     pub sampler: String,
     pub per_class_batch: usize,
     pub epochs: usize,
@@ -187,6 +198,8 @@ impl TrainOptions {
         TrainConfig {
             miner: self.miner,
             margin: self.margin,
+            temperature: self.temperature,
+            label_smoothing: self.label_smoothing,
             per_class_batch,
             epochs: self.epochs.unwrap_or(epochs),
             batch_size,

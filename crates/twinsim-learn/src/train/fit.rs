@@ -13,7 +13,7 @@ use super::augment::Augment;
 use super::checkpoint::{self, Progress};
 use super::config::{TrainConfig, TrainOptions};
 use super::ema::Ema;
-use super::optimizer::{all_finite, Optimizer};
+use super::optimizer::Optimizer;
 use super::precision::Precision;
 use super::run_dir::{EpochMetrics, RunDir};
 use super::schedule::Schedule;
@@ -233,15 +233,18 @@ fn build(cfg: &TrainConfig, fit: &Dataset, device: Device) -> Result<Parts> {
         normalize: !euclidean,
         // Training shapes the head; `finish` switches to whitened features when asked.
         embedding: Embedding::Head,
+        flip_average: Augment::parse(&cfg.augment, shape.channels as i64)?.flips(),
         classes: fit.classes.clone(),
         dataset: cfg.dataset.clone(),
         loss: cfg.loss.clone(),
         extra: Default::default(),
     };
     let model = Model::new(card, device)?;
+    model.fit_to_data(&fit.images);
     let loss_vs = nn::VarStore::new(device);
     let loss_cfg: LossConfig = serde_json::from_value(serde_json::json!({
         "name": cfg.loss, "margin": cfg.margin, "miner": cfg.miner,
+        "temperature": cfg.temperature, "label_smoothing": cfg.label_smoothing,
     }))
     .map_err(|e| LearnError::config(format!("loss options: {e}"), "see twinsim train --help"))?;
     let loss = losses::build(
@@ -379,44 +382,47 @@ impl Loop<'_> {
         let batches = self.sampler.epoch(epoch as u64);
         let bar = self.bar(epoch, batches.len());
         let start = Instant::now();
-        let (mut total, mut seen) = (0.0, 0usize);
+        // The losses' sum stays on the device: reading it waits for the
+        // device, so it is read only every SYNC_EVERY steps.
+        let mut total = Tensor::zeros([], (Kind::Double, self.device));
+        // The epoch's batches go to the device in one copy: a copy from the
+        // host waits for the device, so one per step would be a sync per step.
+        let flat: Vec<i64> = batches.iter().flatten().map(|&i| i as i64).collect();
+        let flat = Tensor::from_slice(&flat).to_device(self.device);
+        let (mut mean, mut seen, mut checked) = (0.0, 0usize, *steps);
         for (i, batch) in batches.iter().enumerate() {
             // Per-batch seeds make augmentation repeat exactly after a resume.
             tch::manual_seed(mix(self.cfg.seed, epoch as u64, i as u64));
-            let loss = self.step(batch, p, *steps)?;
+            let idx = flat.narrow(0, seen as i64, batch.len() as i64);
+            total += self.step(&idx, p, *steps);
             *steps += 1;
-            total += loss;
             seen += batch.len();
             bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.4}  {:.0} img/s",
-                total / (i + 1) as f64,
-                seen as f64 / start.elapsed().as_secs_f64().max(1e-9)
-            ));
+            if (i + 1) % SYNC_EVERY == 0 || i + 1 == batches.len() {
+                mean = total.double_value(&[]) / (i + 1) as f64;
+                check_finite(mean, checked, *steps)?;
+                checked = *steps;
+                bar.set_message(format!(
+                    "loss {mean:.4}  {:.0} img/s",
+                    seen as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                ));
+            }
         }
         bar.finish_and_clear();
-        Ok((
-            total / batches.len().max(1) as f64,
-            start.elapsed().as_secs_f64(),
-            seen,
-        ))
+        Ok((mean, start.elapsed().as_secs_f64(), seen))
     }
 
-    /// One optimizer step on the items `batch`; returns the loss.
-    fn step(&mut self, batch: &[usize], p: &mut Parts, step: u64) -> Result<f64> {
-        let idx: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
-        let idx = Tensor::from_slice(&idx).to_device(self.device);
-        let x = self.augment.apply(&self.images.index_select(0, &idx));
-        let y = self.labels.index_select(0, &idx);
-        let emb = tch::autocast(self.precision.autocast, || p.model.embed(&x, true)).to_kind(Kind::Float);
+    /// One optimizer step on the items `idx` (B,) int64 on the device;
+    /// returns the loss (0-dim, on the device, detached).
+    fn step(&mut self, idx: &Tensor, p: &mut Parts, step: u64) -> Tensor {
+        let x = self.augment.apply(&self.images.index_select(0, idx));
+        let y = self.labels.index_select(0, idx);
+        let emb = self
+            .precision
+            .enter(|| p.model.embed(&x, true))
+            .to_kind(Kind::Float);
         let mined = p.miner.as_ref().map(|m| m.mine(&emb.detach(), &y));
         let loss = p.loss.compute(&emb, &y, mined.as_ref());
-        if !all_finite(&loss) {
-            return Err(LearnError::Diverged {
-                reason: format!("the loss became {} at step {step}", loss.double_value(&[])),
-                hint: "lower --lr (or change the loss); the last checkpoint, from the last finished epoch, is intact and --resume continues from it".into(),
-            });
-        }
         p.optimizer.zero_grad();
         (&loss * self.precision.scale).backward();
         let finite = !self.precision.is_scaling() || p.optimizer.unscale(self.precision.scale);
@@ -426,7 +432,7 @@ impl Loop<'_> {
         if let Some(ema) = &mut p.ema {
             ema.update(&named(&p.model.vs, "", false));
         }
-        Ok(loss.double_value(&[]))
+        loss.detach()
     }
 
     fn bar(&self, epoch: usize, len: usize) -> ProgressBar {
@@ -442,6 +448,24 @@ impl Loop<'_> {
         );
         bar
     }
+}
+
+/// Steps between reads of the running loss on the host. Each read waits for
+/// the device to finish its queue, which leaves a GPU idle while the host
+/// queues the next step; a non-finite loss is still caught within this many
+/// steps, long before the epoch's checkpoint.
+const SYNC_EVERY: usize = 25;
+
+/// Fails when the mean loss `mean` of the steps up to `to` is not finite,
+/// naming the steps since the last check (`from`).
+fn check_finite(mean: f64, from: u64, to: u64) -> Result<()> {
+    if mean.is_finite() {
+        return Ok(());
+    }
+    Err(LearnError::Diverged {
+        reason: format!("the loss became {mean} between steps {} and {to}", from + 1),
+        hint: "lower --lr (or change the loss); the last checkpoint, from the last finished epoch, is intact and --resume continues from it".into(),
+    })
 }
 
 /// A 64-bit seed from (seed, epoch, batch), well mixed (SplitMix64 finaliser).

@@ -29,18 +29,54 @@ const MOMENTUM: f64 = 0.9;
 /// An optimizer over named parameters. Weight decay applies to weight
 /// matrices and kernels only, not to biases and normalisation scales (1-d
 /// tensors), which decay would only pull towards zero for no gain.
+///
+/// All parameters live in one flat buffer, each a view of its own span (in
+/// its own memory layout), and so do their gradients once the first
+/// backward pass has made them; moments are flat too. An update is then a
+/// handful of operations on whole buffers rather than a handful per
+/// parameter: on a GPU each operation costs the host a kernel launch, and
+/// per-parameter updates kept the device waiting on the host
+/// (docs/benchmarks.md, "GPU").
 #[derive(Debug)]
 pub struct Optimizer {
     rule: Rule,
-    params: Vec<(String, Tensor)>,
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    /// Where each parameter's values sit in the flat buffers.
+    spans: Vec<Span>,
+    /// Every parameter's values, (N,).
+    flat: Tensor,
+    /// Every parameter's gradient, (N,); bound to the parameters' own
+    /// gradients at the first update ([`Optimizer::bind_gradients`]).
+    grads: Tensor,
+    bound: bool,
     /// Adam: first and second moments; SGD: the momentum buffer (second unused).
-    moments: Vec<(Tensor, Tensor)>,
-    weight_decay: f64,
+    m: Tensor,
+    v: Tensor,
+    /// The weight decay of each element, (N,): 0 for 1-d parameters.
+    decay: Tensor,
     step: i64,
 }
 
+/// A parameter's shape, strides and offset in the flat buffers.
+#[derive(Debug, Clone)]
+struct Span {
+    size: Vec<i64>,
+    stride: Vec<i64>,
+    offset: i64,
+}
+
+impl Span {
+    /// The parameter's view of `flat`.
+    fn of(&self, flat: &Tensor) -> Tensor {
+        flat.as_strided(self.size.as_slice(), self.stride.as_slice(), self.offset)
+    }
+}
+
 impl Optimizer {
-    /// `name` is one of [`OPTIMIZERS`]; `params` are trainable tensors, named.
+    /// `name` is one of [`OPTIMIZERS`]; `params` are trainable tensors,
+    /// named, all on one device. Each parameter is moved into the
+    /// optimizer's flat buffer (its values kept).
     pub fn new(name: &str, params: Vec<(String, Tensor)>, weight_decay: f64) -> Result<Optimizer> {
         let rule = match name {
             "adamw" => Rule::AdamW,
@@ -53,22 +89,76 @@ impl Optimizer {
                 ))
             }
         };
-        let moments = params
-            .iter()
-            .map(|(_, p)| (p.zeros_like(), p.zeros_like()))
-            .collect();
+        let device = params.first().map_or(tch::Device::Cpu, |(_, p)| p.device());
+        let mut spans = Vec::with_capacity(params.len());
+        let mut decays = Vec::with_capacity(params.len());
+        let mut offset = 0;
+        for (_, p) in &params {
+            let span = Span {
+                size: p.size(),
+                stride: dense_strides(p),
+                offset,
+            };
+            offset += p.numel() as i64;
+            let wd = if p.dim() > 1 { weight_decay } else { 0.0 };
+            decays.push(Tensor::full([p.numel() as i64], wd, (Kind::Float, device)));
+            spans.push(span);
+        }
+        let flat = Tensor::zeros([offset], (Kind::Float, device));
+        let (names, mut params): (Vec<String>, Vec<Tensor>) = params.into_iter().unzip();
+        tch::no_grad(|| {
+            for (p, span) in params.iter_mut().zip(&spans) {
+                let view = span.of(&flat);
+                view.shallow_clone().copy_(p);
+                p.set_data(&view);
+            }
+        });
+        let decay = if decays.is_empty() {
+            flat.zeros_like()
+        } else {
+            Tensor::cat(&decays, 0)
+        };
         Ok(Optimizer {
             rule,
+            names,
             params,
-            moments,
-            weight_decay,
+            spans,
+            grads: flat.zeros_like(),
+            bound: false,
+            m: flat.zeros_like(),
+            v: flat.zeros_like(),
+            decay,
+            flat,
             step: 0,
         })
     }
 
+    /// Makes every parameter's gradient a view of the flat gradient buffer,
+    /// once they exist: backward passes then add into the buffer in place.
+    fn bind_gradients(&mut self) {
+        if self.bound {
+            return;
+        }
+        tch::no_grad(|| {
+            for (p, span) in self.params.iter().zip(&self.spans) {
+                let mut g = p.grad();
+                if g.defined() {
+                    let view = span.of(&self.grads);
+                    view.shallow_clone().copy_(&g);
+                    g.set_data(&view);
+                }
+            }
+        });
+        self.bound = self.params.iter().all(|p| p.grad().defined());
+    }
+
     /// Clears every parameter's gradient.
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
+        if self.bound {
+            let _ = self.grads.zero_();
+            return;
+        }
+        for p in &self.params {
             let mut g = p.grad();
             if g.defined() {
                 let _ = g.detach_().zero_();
@@ -78,27 +168,20 @@ impl Optimizer {
 
     /// Updates every parameter from its gradient, at learning rate `lr`.
     pub fn step(&mut self, lr: f64) {
+        self.bind_gradients();
         self.step += 1;
         let t = self.step as f64;
-        tch::no_grad(|| {
-            for ((_, p), (m, v)) in self.params.iter_mut().zip(&mut self.moments) {
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let wd = if p.dim() > 1 { self.weight_decay } else { 0.0 };
-                match self.rule {
-                    Rule::AdamW => {
-                        let _ = p.g_mul_scalar_(1.0 - lr * wd);
-                        adam_update(p, m, v, &g, lr, t);
-                    }
-                    Rule::Adam => adam_update(p, m, v, &(&g + &*p * wd), lr, t),
-                    Rule::Sgd => {
-                        let g = &g + &*p * wd;
-                        let _ = m.g_mul_scalar_(MOMENTUM).g_add_(&g);
-                        let _ = p.g_sub_(&((g + &*m * MOMENTUM) * lr));
-                    }
-                }
+        let (p, m, v, g) = (&mut self.flat, &mut self.m, &mut self.v, &self.grads);
+        tch::no_grad(|| match self.rule {
+            Rule::AdamW => {
+                let _ = p.g_sub_(&(&*p * &self.decay * lr));
+                adam_update(p, m, v, g, lr, t);
+            }
+            Rule::Adam => adam_update(p, m, v, &(g + &*p * &self.decay), lr, t),
+            Rule::Sgd => {
+                let g = g + &*p * &self.decay;
+                let _ = m.g_mul_scalar_(MOMENTUM).g_add_(&g);
+                let _ = p.g_sub_(&((g + &*m * MOMENTUM) * lr));
             }
         });
     }
@@ -106,16 +189,11 @@ impl Optimizer {
     /// Divides every gradient by `scale` (undoing loss scaling); returns
     /// whether all of them are finite.
     pub fn unscale(&mut self, scale: f64) -> bool {
+        self.bind_gradients();
         tch::no_grad(|| {
-            self.params.iter().all(|(_, p)| {
-                let mut g = p.grad();
-                if !g.defined() {
-                    return true;
-                }
-                let _ = g.g_div_scalar_(scale);
-                all_finite(&g)
-            })
-        })
+            let _ = self.grads.g_div_scalar_(scale);
+        });
+        all_finite(&self.grads)
     }
 
     /// Steps taken so far.
@@ -126,9 +204,9 @@ impl Optimizer {
     /// The optimizer's state as named tensors, for a checkpoint.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![("optimizer.step".to_string(), Tensor::from_slice(&[self.step]))];
-        for ((name, _), (m, v)) in self.params.iter().zip(&self.moments) {
-            out.push((format!("optimizer.m.{name}"), m.shallow_clone()));
-            out.push((format!("optimizer.v.{name}"), v.shallow_clone()));
+        for (name, span) in self.names.iter().zip(&self.spans) {
+            out.push((format!("optimizer.m.{name}"), span.of(&self.m)));
+            out.push((format!("optimizer.v.{name}"), span.of(&self.v)));
         }
         out
     }
@@ -144,10 +222,10 @@ impl Optimizer {
             })
         };
         self.step = get("optimizer.step")?.int64_value(&[0]);
-        for ((name, _), (m, v)) in self.params.iter().zip(&mut self.moments) {
+        for (name, span) in self.names.iter().zip(&self.spans) {
             tch::no_grad(|| -> Result<()> {
-                m.f_copy_(get(&format!("optimizer.m.{name}"))?)?;
-                v.f_copy_(get(&format!("optimizer.v.{name}"))?)?;
+                span.of(&self.m).f_copy_(get(&format!("optimizer.m.{name}"))?)?;
+                span.of(&self.v).f_copy_(get(&format!("optimizer.v.{name}"))?)?;
                 Ok(())
             })?;
         }
@@ -155,13 +233,45 @@ impl Optimizer {
     }
 }
 
-/// One Adam step on `p` with moments `m`, `v` and gradient `g`, at step `t`.
+/// `p`'s strides when it is dense (its elements fill exactly `numel`
+/// consecutive places, in whatever order: NCHW or channels-last), else
+/// the contiguous strides of its shape.
+fn dense_strides(p: &Tensor) -> Vec<i64> {
+    let (size, stride) = (p.size(), p.stride());
+    let reach: i64 = 1 + size
+        .iter()
+        .zip(&stride)
+        .map(|(n, s)| (n - 1).max(0) * s)
+        .sum::<i64>();
+    let distinct = {
+        let mut order: Vec<usize> = (0..size.len()).filter(|&i| size[i] > 1).collect();
+        order.sort_by_key(|&i| stride[i]);
+        let mut expect = 1;
+        order.iter().all(|&i| {
+            let ok = stride[i] == expect;
+            expect *= size[i];
+            ok
+        })
+    };
+    if reach == p.numel() as i64 && distinct {
+        return stride;
+    }
+    let mut contiguous = vec![1; size.len()];
+    for i in (0..size.len().saturating_sub(1)).rev() {
+        contiguous[i] = contiguous[i + 1] * size[i + 1];
+    }
+    contiguous
+}
+
+/// One Adam step on `p` with moments `m`, `v` and gradient `g`, at step `t`:
+/// m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², p ← p − lr·m̂/(√v̂ + ε), in
+/// five operations.
 fn adam_update(p: &mut Tensor, m: &mut Tensor, v: &mut Tensor, g: &Tensor, lr: f64, t: f64) {
-    let _ = m.g_mul_scalar_(BETA1).g_add_(&(g * (1.0 - BETA1)));
-    let _ = v.g_mul_scalar_(BETA2).g_add_(&(g.square() * (1.0 - BETA2)));
-    let m_hat = &*m / (1.0 - BETA1.powf(t));
-    let v_hat = &*v / (1.0 - BETA2.powf(t));
-    let _ = p.g_sub_(&(m_hat / (v_hat.sqrt() + EPS) * lr));
+    let _ = m.lerp_(g, 1.0 - BETA1);
+    let _ = v.g_mul_scalar_(BETA2).addcmul_(g, &(g * (1.0 - BETA2)));
+    let (c1, c2) = (1.0 - BETA1.powf(t), 1.0 - BETA2.powf(t));
+    let denom = (&*v / c2).sqrt() + EPS;
+    let _ = p.addcdiv_(&(&*m * (-lr / c1)), &denom);
 }
 
 /// Whether `t` holds only finite numbers.
