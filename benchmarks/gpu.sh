@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # twinsim's recipes trained on a GPU: MNIST (default, and recipes/mnist-fast.toml)
-# and CIFAR-10 (default, and normalized-softmax for 12 epochs), once per seed.
+# and CIFAR-10 (default, normalized-softmax for 12 epochs, and
+# recipes/cifar10-gpu.toml), once per seed; then the airbench94 peer
+# (benchmarks/peers/airbench.py) on the same CIFAR-10 images.
 # Each run: `twinsim train --device cuda`, then `twinsim evaluate` (gallery
 # protocol). Prints and appends to OUT/gpu.jsonl one JSON line per run:
 # training seconds, images/s per epoch, Precision@1, MAP@R, pair ROC-AUC.
@@ -52,4 +54,8 @@ for seed in $seeds; do
   run "mnist fast" "$seed" --data-dir "$data" --config recipes/mnist-fast.toml
   run "cifar10 default" "$seed" --dataset "$work/cifar10"
   run "cifar10 nsm12" "$seed" --dataset "$work/cifar10" --loss normalized-softmax --epochs 12
+  run "cifar10 gpu" "$seed" --dataset "$work/cifar10" --config recipes/cifar10-gpu.toml
+done
+for seed in $seeds; do
+  python3 "$(dirname "$0")/peers/airbench.py" "$work/cifar10" --seed "$seed" | tee -a "$out/peer.jsonl"
 done
