@@ -62,12 +62,13 @@ pub enum Command {
     /// List groups of near-duplicate images in a folder.
     Dedup(DedupArgs),
     /// How far apart two sets of images are: Fréchet distance (FID) and KID
-    /// on a trained model's features.
+    /// on a trained model's features, or on Inception-v3's.
     Fid(FidArgs),
 }
 
-/// `twinsim fid A B --model RUN_DIR`.
+/// `twinsim fid A B (--model RUN_DIR | --inception WEIGHTS)`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("features").required(true).args(["model", "inception"])))]
 pub struct FidArgs {
     /// The first set: an image folder (any depth), a dataset split, NAME:SPLIT
     /// (mnist:test), or saved statistics, FILE.npz (pytorch-fid's `mu` and `sigma`).
@@ -82,7 +83,12 @@ pub struct FidArgs {
     pub save_stats_b: Option<PathBuf>,
     /// A run directory made by `twinsim train`: its embeddings are the features compared.
     #[arg(long, value_name = "RUN_DIR")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
+    /// Compare Inception-v3's 2048-d pool features instead (standard FID), with
+    /// the weights in this file: pytorch-fid's pt_inception-2015-12-05-6726825d.pth
+    /// (read without executing anything) or the same tensors as .safetensors.
+    #[arg(long, value_name = "WEIGHTS")]
+    pub inception: Option<PathBuf>,
     /// Random subsets KID averages over.
     #[arg(long, default_value_t = twinsim_learn::fid::kid::SUBSETS)]
     pub kid_subsets: usize,

@@ -571,3 +571,81 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn fid_on_inception_features_reads_the_named_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Random weights in the standard layout (the real file is not shipped).
+    let weights = tmp.path().join("inception.safetensors");
+    let net = twinsim_learn::fid::inception::Inception::new(tch::Device::Cpu);
+    let tensors: Vec<(String, tch::Tensor)> = net
+        .layout()
+        .into_iter()
+        .map(|(name, shape)| {
+            let opts = (tch::Kind::Float, tch::Device::Cpu);
+            // He-scaled convolutions and identity batch norms keep 94
+            // layers of activations finite.
+            let t = if name.ends_with("conv.weight") {
+                let fan_in: i64 = shape[1..].iter().product();
+                tch::Tensor::randn(shape.as_slice(), opts) * (2.0 / fan_in as f64).sqrt()
+            } else if name.ends_with("bn.weight") || name.ends_with("running_var") {
+                tch::Tensor::ones(shape.as_slice(), opts)
+            } else {
+                tch::Tensor::zeros(shape.as_slice(), opts)
+            };
+            (name, t)
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&tensors, &weights).unwrap();
+    // Two small folders: digits, and the same digits in negative.
+    let test = sample("test");
+    let (digits, negative) = (tmp.path().join("digits"), tmp.path().join("negative"));
+    for dir in [&digits, &negative] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    for i in 0..6 {
+        write_image(&test, i, &digits, &format!("{i}.png"));
+        let pixels: Vec<u8> = test.images.image(i).iter().map(|v| 255 - v).collect();
+        image::GrayImage::from_raw(28, 28, pixels)
+            .unwrap()
+            .save(negative.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let (ok, out, err) = run(twinsim(tmp.path())
+        .args(["--json", "fid"])
+        .arg(&digits)
+        .arg(&negative)
+        .args(["--kid-subsets", "2", "--inception"])
+        .arg(&weights));
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["features"].as_str().unwrap().starts_with("Inception-v3"), "{v}");
+    assert_eq!((v["n_a"].as_u64(), v["n_b"].as_u64()), (Some(6), Some(6)));
+    assert!(v["fid"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(err.contains("6 images for 2048-d features"), "{err}");
+    // One source of features, not both, and weights that are not Inception's.
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("fid")
+        .arg(&digits)
+        .arg(&negative)
+        .arg("--inception")
+        .arg(&weights)
+        .arg("--model")
+        .arg(model()));
+    assert!(
+        !ok && err.contains("--inception") && !err.contains("panicked"),
+        "{err}"
+    );
+    let not_weights = tmp.path().join("weights.pth");
+    std::fs::write(&not_weights, b"not a checkpoint").unwrap();
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .arg("fid")
+        .arg(&digits)
+        .arg(&negative)
+        .arg("--inception")
+        .arg(&not_weights));
+    assert!(
+        !ok && err.contains("error:") && err.contains("weights.pth") && !err.contains("panicked"),
+        "{err}"
+    );
+}

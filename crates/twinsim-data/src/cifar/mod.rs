@@ -7,7 +7,6 @@
 //! 32) buffer without rearranging.
 
 mod binary;
-mod pickle;
 mod python;
 
 use std::collections::HashMap;

@@ -3,9 +3,9 @@
 //! and a pickled dict of class names, read with the restricted [`pickle`]
 //! reader.
 
-use super::pickle::{self, Blob};
 use super::{ClassNames, Labelled, Named, IMAGE_BYTES};
 use crate::error::{DataError, Result};
+use crate::pickle::{self, Blob};
 
 /// One batch's labels, with pixels still in the pickle's buffer.
 struct Batch<'a> {

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::scan::{Layout, SplitTree};
-use super::{FolderOptions, SkipReason};
+use super::{Filter, FolderOptions, SkipReason};
 use crate::atomic;
 use crate::dataset::ImageShape;
 use crate::error::{DataError, Result};
@@ -87,6 +87,11 @@ impl Key {
             opts.max_pixels,
         ] {
             hasher.update(n.to_le_bytes());
+        }
+        // Only a non-default filter enters the key, so caches made before
+        // the option existed stay valid.
+        if opts.filter != Filter::Bilinear {
+            field(&mut hasher, format!("{:?}", opts.filter).as_bytes());
         }
         let name = hex(&hasher.clone().finalize())[..32].to_string();
         hash_contents(&mut hasher, classes, tree);

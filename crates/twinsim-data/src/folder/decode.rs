@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::cache::Decoded;
 use super::jpeg;
 use super::scan::{FileEntry, SplitTree};
-use super::{FolderOptions, SkipReason};
+use super::{Filter, FolderOptions, SkipReason};
 use crate::error::{DataError, Result};
 use crate::read::MAX_FILE_BYTES;
 
@@ -172,7 +172,11 @@ fn planes<P: Pixel<Subpixel = u8> + 'static>(img: ImageBuffer<P, Vec<u8>>, opts:
     let img = if img.dimensions() == (width, height) {
         img
     } else {
-        imageops::resize(&img, width, height, FilterType::Triangle)
+        let filter = match opts.filter {
+            Filter::Bilinear => FilterType::Triangle,
+            Filter::Bicubic => FilterType::CatmullRom,
+        };
+        imageops::resize(&img, width, height, filter)
     };
     to_chw(img.into_raw(), usize::from(P::CHANNEL_COUNT))
 }

@@ -2,9 +2,11 @@
 //! Fréchet distance between Gaussians fitted to each set ([`frechet`], FID
 //! when the features are Inception's) and the kernel distance ([`kid`]).
 //! Everything is float64, on the CPU: the difference of two large traces is
-//! a small number, which float32 would lose.
+//! a small number, which float32 would lose. The features come from a
+//! trained twinsim model or from [`inception`], the network FID is defined on.
 
 pub mod frechet;
+pub mod inception;
 pub mod kid;
 
 use std::path::Path;

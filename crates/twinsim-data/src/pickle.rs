@@ -1,17 +1,22 @@
-//! A restricted reader for the pickles of CIFAR's python download.
+//! A restricted unpickler, for CIFAR's python download and for PyTorch
+//! checkpoints.
 //!
 //! Python's own unpickler runs whatever callable a file names, so a pickle
 //! from the network is a program. This reader is a small stack machine of its
-//! own that knows only the opcodes CIFAR's files use and only the callables
+//! own that knows only the opcodes those files use and only the callables
 //! that rebuild their data: numpy's array reconstruction (uint8 only) and
-//! `_codecs.encode` (how Python 3 writes bytes in protocol 2). A file naming
-//! any other global is refused when the name is read, before anything is
-//! built, and nothing is ever executed: the "calls" are interpreted here as
-//! constructors of plain values.
+//! `_codecs.encode` (how Python 3 writes bytes in protocol 2) for CIFAR;
+//! `collections.OrderedDict`, torch's tensor rebuilder and storage types for
+//! checkpoints. One allow-list serves both, as every entry only builds plain
+//! values. A file naming any other global is refused when the name is read,
+//! before anything is built, and nothing is ever executed: the "calls" are
+//! interpreted here as constructors of plain values.
 //!
 //! Values borrow strings and byte strings from the input, so a 30 MB array
 //! written by Python 2 (`BINSTRING`) is never copied until the caller copies
-//! it into the dataset buffer.
+//! it into the dataset buffer. A checkpoint's tensor data lies outside its
+//! pickle: tensors here only describe where it is ([`TensorRef`]), checked
+//! to stay inside the storage they name, and [`crate::torch_file`] reads it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,16 +29,17 @@ use crate::error::{DataError, Result};
 const MAX_STACK: usize = 1 << 20;
 
 /// Most values a pickle may create in all: CIFAR-100's training file, the
-/// largest, creates about 300,000; this bounds memory to a few hundred MB
-/// whatever the file says.
+/// largest, creates about 300,000, a checkpoint about 20 per tensor; this
+/// bounds memory to a few hundred MB whatever the file says.
 const MAX_VALUES: usize = 1 << 22;
 
 /// Most memo entries (CIFAR-100's training file, the largest, stores about
-/// 50,000: one per file name).
+/// 50,000: one per file name; a checkpoint stores about 10 per tensor).
 const MAX_MEMO: usize = 1 << 20;
 
-/// Deepest nesting of tuples, lists and dicts (CIFAR's files reach 3); also
-/// keeps the recursive drop of a value well within a thread's stack.
+/// Deepest nesting of tuples, lists and dicts (CIFAR's files and
+/// checkpoints reach 3); also keeps the recursive drop of a value well
+/// within a thread's stack.
 const MAX_DEPTH: u8 = 32;
 
 /// Highest pickle protocol whose framing this reader understands.
@@ -63,6 +69,7 @@ mod op {
     pub const BININT1: u8 = b'K';
     pub const BININT2: u8 = b'M';
     pub const LONG1: u8 = 0x8a;
+    pub const BINFLOAT: u8 = b'G';
     pub const BINSTRING: u8 = b'T';
     pub const SHORT_BINSTRING: u8 = b'U';
     pub const BINBYTES: u8 = b'B';
@@ -78,20 +85,29 @@ mod op {
     pub const STACK_GLOBAL: u8 = 0x93;
     pub const REDUCE: u8 = b'R';
     pub const BUILD: u8 = b'b';
+    pub const BINPERSID: u8 = b'Q';
 }
 
 /// The only globals a pickle may name, and what they stand for here.
-const ALLOWED_GLOBALS: [(&str, &str, Global); 5] = [
+const ALLOWED_GLOBALS: [(&str, &str, Global); 13] = [
     ("numpy.core.multiarray", "_reconstruct", Global::Reconstruct),
     ("numpy._core.multiarray", "_reconstruct", Global::Reconstruct),
     ("numpy", "ndarray", Global::Ndarray),
     ("numpy", "dtype", Global::Dtype),
     ("_codecs", "encode", Global::Encode),
+    ("collections", "OrderedDict", Global::OrderedDict),
+    ("torch._utils", "_rebuild_tensor_v2", Global::RebuildTensor),
+    ("torch", "FloatStorage", Global::Storage(Element::F32)),
+    ("torch", "DoubleStorage", Global::Storage(Element::F64)),
+    ("torch", "HalfStorage", Global::Storage(Element::F16)),
+    ("torch", "BFloat16Storage", Global::Storage(Element::BF16)),
+    ("torch", "LongStorage", Global::Storage(Element::I64)),
+    ("torch", "IntStorage", Global::Storage(Element::I32)),
 ];
 
 /// An allow-listed global.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Global {
+pub(crate) enum Global {
     /// `numpy.core.multiarray._reconstruct(ndarray, shape, typecode)`: an
     /// empty array that a BUILD then fills.
     Reconstruct,
@@ -101,18 +117,83 @@ enum Global {
     Dtype,
     /// `_codecs.encode(text, 'latin1')`: bytes, in Python 3's protocol 2.
     Encode,
+    /// `collections.OrderedDict()`: an empty dict (a state dict's type).
+    OrderedDict,
+    /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`.
+    RebuildTensor,
+    /// A storage class such as `torch.FloatStorage`, only ever the type in a
+    /// storage's persistent id.
+    Storage(Element),
+}
+
+/// The element type of a torch storage, as its storage class names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Element {
+    F32,
+    F64,
+    F16,
+    BF16,
+    I64,
+    I32,
+}
+
+impl Element {
+    /// Bytes per element.
+    pub(crate) fn size(self) -> usize {
+        match self {
+            Element::F16 | Element::BF16 => 2,
+            Element::F32 | Element::I32 => 4,
+            Element::F64 | Element::I64 => 8,
+        }
+    }
+
+    /// torch's name for the type, for messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Element::F32 => "float32",
+            Element::F64 => "float64",
+            Element::F16 => "float16",
+            Element::BF16 => "bfloat16",
+            Element::I64 => "int64",
+            Element::I32 => "int32",
+        }
+    }
+}
+
+/// A torch storage named by a persistent id: its data is kept outside the
+/// pickle under `key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StorageRef<'a> {
+    pub(crate) element: Element,
+    pub(crate) key: &'a str,
+    /// Elements in the storage; `numel * element.size()` does not overflow.
+    pub(crate) numel: usize,
+}
+
+/// A tensor `_rebuild_tensor_v2` describes: a strided view of a storage,
+/// checked to stay inside it.
+#[derive(Clone, Debug)]
+pub(crate) struct TensorRef<'a> {
+    pub(crate) storage: StorageRef<'a>,
+    /// Index (in elements) of the first element in the storage.
+    pub(crate) offset: usize,
+    pub(crate) shape: Vec<usize>,
+    /// Elements between neighbours along each dimension.
+    pub(crate) strides: Vec<usize>,
+    /// Elements in the tensor (the product of `shape`).
+    pub(crate) numel: usize,
 }
 
 /// Bytes, borrowed from the input or made by `_codecs.encode`.
 #[derive(Clone, Debug)]
-pub(super) enum Blob<'a> {
+pub(crate) enum Blob<'a> {
     Borrowed(&'a [u8]),
     Owned(Arc<Vec<u8>>),
 }
 
 impl Blob<'_> {
     /// The bytes.
-    pub(super) fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Blob::Borrowed(b) => b,
             Blob::Owned(v) => v,
@@ -121,7 +202,7 @@ impl Blob<'_> {
 
     /// The bytes as a vector, moved rather than copied when nothing else
     /// shares them.
-    pub(super) fn into_vec(self) -> Vec<u8> {
+    pub(crate) fn into_vec(self) -> Vec<u8> {
         match self {
             Blob::Borrowed(b) => b.to_vec(),
             Blob::Owned(v) => Arc::try_unwrap(v).unwrap_or_else(|v| v.as_ref().clone()),
@@ -131,17 +212,21 @@ impl Blob<'_> {
 
 /// A uint8 ndarray rebuilt from a pickle.
 #[derive(Clone, Debug)]
-struct Array<'a> {
+pub(crate) struct Array<'a> {
     shape: Vec<usize>,
     data: Blob<'a>,
 }
 
 /// A value on the unpickler's stack: plain data only.
 #[derive(Clone, Debug)]
-enum Value<'a> {
+pub(crate) enum Value<'a> {
     None,
     Bool(bool),
-    Int(i64),
+    /// Up to 128 bits: the legacy checkpoint format's magic number needs 80.
+    Int(i128),
+    /// A float (a checkpoint's learning rate, accuracy...), whose value
+    /// nothing reads.
+    Float,
     /// A `str`, as its UTF-8 bytes: validating 45 MB of array data as text
     /// and then decoding it would read it twice, so text is checked where it
     /// is decoded ([`latin1`]) and compared as bytes elsewhere.
@@ -157,19 +242,23 @@ enum Value<'a> {
     /// An array `_reconstruct` made, waiting for BUILD to give it content.
     EmptyArray,
     Array(Arc<Array<'a>>),
+    Storage(StorageRef<'a>),
+    Tensor(Arc<TensorRef<'a>>),
     /// What the memo holds for a mutable object (list, dict, array being
     /// built): Python would share the object, a copy here would silently
-    /// differ, so fetching it back is refused. CIFAR's files never do.
+    /// differ, so fetching it back is refused. CIFAR's files and
+    /// checkpoints never do.
     Unshared(&'static str),
 }
 
 impl Value<'_> {
     /// Python's name for the value's type, for messages.
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Value::None => "None",
             Value::Bool(_) => "bool",
             Value::Int(_) => "int",
+            Value::Float => "float",
             Value::Text(_) => "str",
             Value::Bytes(_) => "bytes",
             Value::Tuple(..) => "tuple",
@@ -178,6 +267,8 @@ impl Value<'_> {
             Value::Callable(_) => "callable",
             Value::Dtype => "dtype",
             Value::EmptyArray | Value::Array(_) => "ndarray",
+            Value::Storage(_) => "storage",
+            Value::Tensor(_) => "tensor",
             Value::Unshared(_) => "shared object",
         }
     }
@@ -201,7 +292,7 @@ impl Value<'_> {
     }
 
     /// The string content of a `str` or `bytes` value.
-    fn as_name(&self) -> Option<&[u8]> {
+    pub(crate) fn as_name(&self) -> Option<&[u8]> {
         match self {
             Value::Text(t) => Some(t),
             Value::Bytes(b) => Some(b.as_slice()),
@@ -211,15 +302,15 @@ impl Value<'_> {
 }
 
 /// A pickled dict, the top-level object of every CIFAR file.
-pub(super) struct Dict<'p, 'a> {
+pub(crate) struct Dict<'p, 'a> {
     path: &'p Path,
     entries: Vec<(Value<'a>, Value<'a>)>,
 }
 
 /// A 2-D uint8 array: `rows` rows of a known width.
-pub(super) struct Rows<'a> {
-    pub(super) rows: usize,
-    pub(super) data: Blob<'a>,
+pub(crate) struct Rows<'a> {
+    pub(crate) rows: usize,
+    pub(crate) data: Blob<'a>,
 }
 
 impl<'p, 'a> Dict<'p, 'a> {
@@ -237,7 +328,7 @@ impl<'p, 'a> Dict<'p, 'a> {
     }
 
     /// `key`'s list of non-negative ints.
-    pub(super) fn labels(&self, key: &str) -> Result<Vec<u32>> {
+    pub(crate) fn labels(&self, key: &str) -> Result<Vec<u32>> {
         let Value::List(items, _) = self.get(key)? else {
             return Err(self.wrong_type(key, "a list of ints"));
         };
@@ -252,7 +343,7 @@ impl<'p, 'a> Dict<'p, 'a> {
     }
 
     /// `key`'s list of names (str, or bytes holding UTF-8).
-    pub(super) fn names(&self, key: &str) -> Result<Vec<String>> {
+    pub(crate) fn names(&self, key: &str) -> Result<Vec<String>> {
         let Value::List(items, _) = self.get(key)? else {
             return Err(self.wrong_type(key, "a list of names"));
         };
@@ -264,7 +355,7 @@ impl<'p, 'a> Dict<'p, 'a> {
     }
 
     /// Removes `key`'s uint8 array, which must be 2-D with rows of `width`.
-    pub(super) fn take_rows(&mut self, key: &str, width: usize) -> Result<Rows<'a>> {
+    pub(crate) fn take_rows(&mut self, key: &str, width: usize) -> Result<Rows<'a>> {
         let index = self.position(key)?;
         let Value::Array(array) = std::mem::replace(&mut self.entries[index].1, Value::None) else {
             return Err(self.wrong_type(key, "a numpy array"));
@@ -289,14 +380,33 @@ impl<'p, 'a> Dict<'p, 'a> {
 }
 
 /// Unpickles `bytes` (read from `path`), whose top-level object must be a dict.
-pub(super) fn parse_dict<'p, 'a>(path: &'p Path, bytes: &'a [u8]) -> Result<Dict<'p, 'a>> {
-    match Machine::new(path, bytes).run()? {
+pub(crate) fn parse_dict<'p, 'a>(path: &'p Path, bytes: &'a [u8]) -> Result<Dict<'p, 'a>> {
+    match unpickle(path, bytes, 0)?.value {
         Value::Dict(entries, _) => Ok(Dict { path, entries }),
         other => Err(DataError::corrupt(
             path,
             format!("pickle holds a {}, not a dict", other.kind()),
         )),
     }
+}
+
+/// One pickle read from a larger input.
+pub(crate) struct Unpickled<'a> {
+    /// The object the pickle names.
+    pub(crate) value: Value<'a>,
+    /// Offset of the byte after its STOP opcode, where a next pickle starts.
+    pub(crate) end: usize,
+    /// Every storage its persistent ids named, in order, including those of
+    /// values later dropped: a legacy checkpoint lists the data of them all.
+    pub(crate) storages: Vec<StorageRef<'a>>,
+}
+
+/// Unpickles the pickle that starts at offset `start` of `bytes` (read from
+/// `path`); errors give offsets in `bytes`.
+pub(crate) fn unpickle<'a>(path: &Path, bytes: &'a [u8], start: usize) -> Result<Unpickled<'a>> {
+    let mut machine = Machine::new(path, bytes);
+    machine.pos = start;
+    machine.run()
 }
 
 /// The unpickler's state.
@@ -310,6 +420,7 @@ struct Machine<'p, 'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value<'a>>,
     created: usize,
+    storages: Vec<StorageRef<'a>>,
 }
 
 impl<'p, 'a> Machine<'p, 'a> {
@@ -322,16 +433,21 @@ impl<'p, 'a> Machine<'p, 'a> {
             marks: Vec::new(),
             memo: HashMap::new(),
             created: 0,
+            storages: Vec::new(),
         }
     }
 
     /// Executes opcodes until STOP and returns the object it names.
-    fn run(mut self) -> Result<Value<'a>> {
+    fn run(mut self) -> Result<Unpickled<'a>> {
         loop {
             let at = self.pos;
             let code = self.byte()?;
             if code == op::STOP {
-                return self.pop();
+                return Ok(Unpickled {
+                    value: self.pop()?,
+                    end: self.pos,
+                    storages: self.storages,
+                });
             }
             self.step(code, at)?;
         }
@@ -383,6 +499,10 @@ impl<'p, 'a> Machine<'p, 'a> {
                 self.push(Value::Int(v.into()))
             }
             op::LONG1 => self.long1(),
+            op::BINFLOAT => {
+                self.take(8)?;
+                self.push(Value::Float)
+            }
             op::BINSTRING => {
                 let len = i32::from_le_bytes(self.array()?);
                 let len = usize::try_from(len).map_err(|_| self.corrupt(at, "negative string length"))?;
@@ -429,6 +549,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             op::STACK_GLOBAL => self.stack_global(at),
             op::REDUCE => self.reduce(at),
             op::BUILD => self.build(at),
+            op::BINPERSID => self.persistent_load(at),
             other => Err(DataError::refused(
                 self.path,
                 format!("pickle opcode 0x{other:02x} at offset {at} is not one twinsim reads"),
@@ -486,7 +607,10 @@ impl<'p, 'a> Machine<'p, 'a> {
     fn push(&mut self, value: Value<'a>) -> Result<()> {
         self.created += 1;
         if self.stack.len() >= MAX_STACK || self.created > MAX_VALUES {
-            return Err(self.refused(self.pos, "pickle builds more values than CIFAR ever holds"));
+            return Err(self.refused(
+                self.pos,
+                "pickle builds more values than any file twinsim reads holds",
+            ));
         }
         self.stack.push(value);
         Ok(())
@@ -588,22 +712,22 @@ impl<'p, 'a> Machine<'p, 'a> {
         Ok(depth)
     }
 
-    /// Python's little-endian two's-complement long, limited to 64 bits.
+    /// Python's little-endian two's-complement long, limited to 128 bits.
     fn long1(&mut self) -> Result<()> {
         let at = self.pos;
         let len = usize::from(self.byte()?);
         let digits = self.take(len)?;
-        if len > 8 {
-            return Err(self.refused(at, "integer wider than 64 bits"));
+        if len > 16 {
+            return Err(self.refused(at, "integer wider than 128 bits"));
         }
         let fill = if digits.last().is_some_and(|&b| b & 0x80 != 0) {
             0xff
         } else {
             0
         };
-        let mut le = [fill; 8];
+        let mut le = [fill; 16];
         le[..len].copy_from_slice(digits);
-        self.push(Value::Int(i64::from_le_bytes(le)))
+        self.push(Value::Int(i128::from_le_bytes(le)))
     }
 
     fn bytes(&mut self, len: usize) -> Result<()> {
@@ -682,11 +806,93 @@ impl<'p, 'a> Machine<'p, 'a> {
             Global::Reconstruct => reconstruct(args).map_err(|why| self.refused(at, &why))?,
             Global::Dtype => dtype(args).map_err(|why| self.refused(at, &why))?,
             Global::Encode => encode(args).map_err(|why| self.refused(at, &why))?,
+            Global::OrderedDict => ordered_dict(args).map_err(|why| self.refused(at, &why))?,
+            Global::RebuildTensor => Value::Tensor(Arc::new(self.rebuild_tensor(args, at)?)),
             Global::Ndarray => {
                 return Err(self.refused(at, "numpy.ndarray may only be given to _reconstruct"))
             }
+            Global::Storage(_) => {
+                return Err(self.refused(at, "a torch storage class may only be a storage's type"))
+            }
         };
         self.push(value)
+    }
+
+    /// `persistent_load(pid)` as torch defines it: `('storage', storage class,
+    /// key, location, numel[, view])` names a storage whose data lies outside
+    /// the pickle. The location ('cpu', 'cuda:0') does not matter, as data
+    /// is read to the CPU; views of a storage (the sixth field, which only
+    /// torch before 0.4 filled in) are refused.
+    fn persistent_load(&mut self, at: usize) -> Result<()> {
+        let pid = self.pop()?;
+        let Value::Tuple(fields, _) = &pid else {
+            return Err(self.refused(at, "persistent id is not a tuple"));
+        };
+        let [Value::Text(b"storage"), Value::Callable(Global::Storage(element)), Value::Text(key), Value::Text(_), Value::Int(numel), view @ ..] =
+            &fields[..]
+        else {
+            return Err(self.refused(
+                at,
+                "persistent id other than a torch storage ('storage', type, key, location, size)",
+            ));
+        };
+        if !matches!(view, [] | [Value::None]) {
+            return Err(self.refused(
+                at,
+                "storage views (written by torch before 0.4) are not supported",
+            ));
+        }
+        let key = std::str::from_utf8(key).map_err(|_| self.corrupt(at, "storage key is not UTF-8"))?;
+        let numel = usize::try_from(*numel)
+            .ok()
+            .filter(|n| n.checked_mul(element.size()).is_some())
+            .ok_or_else(|| self.corrupt(at, &format!("storage '{key}' of {numel} elements")))?;
+        let storage = StorageRef {
+            element: *element,
+            key,
+            numel,
+        };
+        self.storages.push(storage);
+        self.push(Value::Storage(storage))
+    }
+
+    /// `_rebuild_tensor_v2(storage, offset, size, stride, requires_grad,
+    /// backward_hooks[, metadata])`, checked to stay inside its storage.
+    fn rebuild_tensor(&self, args: &[Value<'a>], at: usize) -> Result<TensorRef<'a>> {
+        let [Value::Storage(storage), Value::Int(offset), Value::Tuple(size, _), Value::Tuple(stride, _), Value::Bool(_), Value::Dict(..), metadata @ ..] =
+            args
+        else {
+            return Err(self.refused(
+                at,
+                "_rebuild_tensor_v2 without (storage, offset, size, stride, requires_grad, hooks)",
+            ));
+        };
+        if !plain_metadata(metadata) {
+            return Err(self.refused(at, "tensor with its conjugate or negative bit set"));
+        }
+        let (Some(shape), Some(strides), Ok(offset)) = (sizes(size), sizes(stride), usize::try_from(*offset))
+        else {
+            return Err(self.corrupt(at, "tensor size, stride or offset is negative or not an int"));
+        };
+        if shape.len() != strides.len() {
+            let counts = format!("tensor with {} sizes but {} strides", shape.len(), strides.len());
+            return Err(self.corrupt(at, &counts));
+        }
+        let Some(numel) = numel_inside(&shape, &strides, offset, storage.numel) else {
+            let why = format!(
+                "tensor of shape {shape:?}, strides {strides:?} and offset {offset} does not fit in \
+                 storage '{}' of {} elements",
+                storage.key, storage.numel
+            );
+            return Err(self.corrupt(at, &why));
+        };
+        Ok(TensorRef {
+            storage: *storage,
+            offset,
+            shape,
+            strides,
+            numel,
+        })
     }
 
     /// Gives the object below the state its content (`__setstate__`).
@@ -695,11 +901,64 @@ impl<'p, 'a> Machine<'p, 'a> {
         let built = match self.top()? {
             Value::Dtype => dtype_state(&state).map(|()| Value::Dtype),
             Value::EmptyArray => array_state(&state).map(|array| Value::Array(Arc::new(array))),
+            // torch attaches a state dict's `_metadata` (module versions)
+            // this way; nothing here needs it.
+            Value::Dict(..) => return Ok(()),
             other => Err(format!("BUILD on a {}", other.kind())),
         };
         let built = built.map_err(|why| self.refused(at, &why))?;
         *self.top()? = built;
         Ok(())
+    }
+}
+
+/// `collections.OrderedDict()`: torch pickles a state dict as an empty one
+/// that SETITEMS then fills.
+fn ordered_dict(args: &[Value]) -> Result<Value<'static>, String> {
+    if args.is_empty() {
+        Ok(Value::Dict(Vec::new(), 1))
+    } else {
+        Err("OrderedDict called with arguments".into())
+    }
+}
+
+/// A tuple of sizes (or strides), or `None` if one is not a non-negative int.
+fn sizes(items: &[Value]) -> Option<Vec<usize>> {
+    items
+        .iter()
+        .map(|v| match v {
+            Value::Int(i) => usize::try_from(*i).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The number of elements of a tensor of `shape` and `strides` starting at
+/// `offset`, or `None` when it overflows or reaches past the end of a
+/// storage of `storage_numel` elements.
+fn numel_inside(shape: &[usize], strides: &[usize], offset: usize, storage_numel: usize) -> Option<usize> {
+    let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    let inside = if numel == 0 {
+        offset <= storage_numel
+    } else {
+        // The last element (every index at its maximum) must be in it.
+        shape
+            .iter()
+            .zip(strides)
+            .try_fold(offset, |last, (&d, &s)| last.checked_add((d - 1).checked_mul(s)?))
+            .is_some_and(|last| last < storage_numel)
+    };
+    inside.then_some(numel)
+}
+
+/// Whether a tensor's optional metadata leaves its values as stored: torch
+/// only writes it to record the conjugate and negative bits, as a dict
+/// holding the ones that are set.
+fn plain_metadata(metadata: &[Value]) -> bool {
+    match metadata {
+        [] | [Value::None] => true,
+        [Value::Dict(entries, _)] => entries.iter().all(|(_, v)| matches!(v, Value::Bool(false))),
+        _ => false,
     }
 }
 
@@ -749,14 +1008,7 @@ fn array_state<'a>(state: &Value<'a>) -> Result<Array<'a>, String> {
     if !matches!(dtype, Value::Dtype) {
         return Err("ndarray of a dtype other than uint8".into());
     }
-    let shape: Vec<usize> = shape
-        .iter()
-        .map(|d| match d {
-            Value::Int(d) => usize::try_from(*d).ok(),
-            _ => None,
-        })
-        .collect::<Option<_>>()
-        .ok_or("ndarray shape is not a tuple of sizes")?;
+    let shape = sizes(shape).ok_or("ndarray shape is not a tuple of sizes")?;
     if shape.len() > 1 && matches!(fortran, Value::Bool(true) | Value::Int(1)) {
         return Err("Fortran-ordered ndarray".into());
     }
