@@ -7,7 +7,7 @@ use crate::error::{LearnError, Result};
 
 /// Every augmentation name with a one-line description.
 pub const AUGMENTATIONS: &[(&str, &str)] = &[
-    ("auto", "crop-flip for colour images, affine for grey ones"),
+    ("auto", "shift-flip for colour images, affine for grey ones"),
     ("none", "the images as they are"),
     (
         "crop-flip",
@@ -48,7 +48,7 @@ impl Augment {
     /// Resolves `name` (one of [`AUGMENTATIONS`]) for images with `channels`.
     pub fn parse(name: &str, channels: i64) -> Result<Augment> {
         match name {
-            "auto" if channels == 3 => Ok(Augment::CropFlip),
+            "auto" if channels == 3 => Ok(Augment::ShiftFlip),
             "auto" => Ok(Augment::Affine),
             "none" => Ok(Augment::None),
             "crop-flip" => Ok(Augment::CropFlip),

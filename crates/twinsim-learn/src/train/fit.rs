@@ -155,6 +155,7 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     };
     for epoch in progress.epochs_done..cfg.epochs {
         let (loss, seconds, images) = loop_.epoch(epoch, &mut parts, &mut progress.steps)?;
+        check_weights(&parts.model)?;
         progress.train_seconds += seconds;
         progress.epochs_done = epoch + 1;
         let m = EpochMetrics {
@@ -456,6 +457,27 @@ impl Loop<'_> {
 /// steps, long before the epoch's checkpoint.
 const SYNC_EVERY: usize = 25;
 
+/// What to do when a run diverges.
+const DIVERGED_HINT: &str = "lower --lr (or change the loss); the last checkpoint, from the last finished epoch, is intact and --resume continues from it";
+
+/// Fails when a weight or batch-norm statistic is no longer finite: a run
+/// can blow up its activations while its (normalised) loss stays finite,
+/// and such a model must not be checkpointed or saved.
+fn check_weights(model: &Model) -> Result<()> {
+    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    match vars
+        .iter()
+        .find(|(_, t)| t.isfinite().all().int64_value(&[]) == 0)
+    {
+        None => Ok(()),
+        Some((name, _)) => Err(LearnError::Diverged {
+            reason: format!("training left {name} with NaN or infinite values"),
+            hint: DIVERGED_HINT.into(),
+        }),
+    }
+}
+
 /// Fails when the mean loss `mean` of the steps up to `to` is not finite,
 /// naming the steps since the last check (`from`).
 fn check_finite(mean: f64, from: u64, to: u64) -> Result<()> {
@@ -464,7 +486,7 @@ fn check_finite(mean: f64, from: u64, to: u64) -> Result<()> {
     }
     Err(LearnError::Diverged {
         reason: format!("the loss became {mean} between steps {} and {to}", from + 1),
-        hint: "lower --lr (or change the loss); the last checkpoint, from the last finished epoch, is intact and --resume continues from it".into(),
+        hint: DIVERGED_HINT.into(),
     })
 }
 
