@@ -235,7 +235,7 @@ impl TrainOptions {
 
 /// Default (encoder, loss, epochs) for a dataset (docs/benchmarks.md,
 /// "Speed"). Colour images get airbench's network at half width with
-/// normalized softmax for 15 epochs: CIFAR-10 Precision@1 0.86 in under 13
+/// normalized softmax for 15 epochs: CIFAR-10 Precision@1 0.86 in about 14
 /// minutes on 2 CPU cores, where the quarter-width ResNet-9 reached 0.76.
 /// Grey images get cnn-wide with multi-similarity for 8 epochs, MNIST 5.
 fn data_defaults(dataset: &str, colour: bool) -> (&'static str, &'static str, usize) {
