@@ -11,6 +11,18 @@ TWINSIM_TORCH_VERSION=2.11.0
 TWINSIM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TWINSIM_VENV=${TWINSIM_VENV:-$TWINSIM_ROOT/.venv}
 
+# Refuses to start the install when the venv's disk cannot hold it: pip would
+# fail half-way with a bare OSError and leave a broken venv behind.
+twinsim_check_space() {
+  local need_kb=$((6 * 1024 * 1024)) free_kb
+  free_kb=$(df -Pk "$TWINSIM_VENV" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
+    echo "error: installing libtorch needs about 6 GB free next to $TWINSIM_VENV; $((free_kb / 1024)) MB are free" >&2
+    echo "  hint: free some space, point TWINSIM_VENV at a larger disk, or export LIBTORCH=/path/to/libtorch" >&2
+    return 1
+  fi
+}
+
 # Installs the venv's packages unless they are already there at the pinned version.
 twinsim_setup_venv() {
   local python=${PYTHON:-python3}
@@ -26,8 +38,10 @@ twinsim_setup_venv() {
   local have
   have=$("$TWINSIM_VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)
   if [ "$have" != "$TWINSIM_TORCH_VERSION" ]; then
-    echo "twinsim setup: installing torch==$TWINSIM_TORCH_VERSION into $TWINSIM_VENV (once, about 3 GB)" >&2
-    "$TWINSIM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    twinsim_check_space || return 1
+    echo "twinsim setup: installing torch==$TWINSIM_TORCH_VERSION into $TWINSIM_VENV (once, about 5 GB)" >&2
+    # No pip cache: it would hold a second copy of the wheels on the same disk.
+    "$TWINSIM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
       "torch==$TWINSIM_TORCH_VERSION" || return 1
   fi
 }
