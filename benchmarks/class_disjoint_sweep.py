@@ -66,7 +66,7 @@ class Net(nn.Module):
         self.body = nn.Sequential(*block(1, w1, True), *block(w1, w2, True), *block(w2, w3, True), *block(w3, w4, False))
         self.head = nn.Linear(w4, d)
         self.proj = nn.Sequential(nn.Linear(w4, w4), nn.ReLU(inplace=True), nn.Linear(w4, d))
-        self.cls = nn.Linear(d, 5, bias=False)
+        self.cls = nn.Linear(d, 40, bias=False)
 
     def maps(self, x):
         x = (x.float() / 255.0 - 0.1307) / 0.3081
@@ -133,8 +133,25 @@ def ms(z, y, a=2.0, b=50.0, base=0.5):
     return (lse(-a * (s - base), pos) / a + lse(b * (s - base), neg) / b).mean()
 
 
+def expand(x, y, kind):
+    """Class expansion: each image turned by a random element of a symmetry
+    group, and the pair (digit, element) taken as its class, so that 5 digits
+    give 20 (`rot`: quarter turns) or 40 (`d4`: turns and mirror images)
+    classes to tell apart."""
+    n = {"rot": 4, "d4": 8}[kind]
+    g = torch.randint(0, n, (x.shape[0],), device=x.device)
+    out = x.clone()
+    for k in range(n):
+        sel = g == k
+        v = torch.rot90(x[sel], k % 4, (2, 3))
+        out[sel] = v.flip(3) if k >= 4 else v
+    return out, y + 5 * g
+
+
 def loss_fn(cfg, net, x, y):
     kind = cfg["loss"]
+    if cfg.get("expand"):
+        x, y = expand(x, y, cfg["expand"])
     if kind in ("ms", "supcon", "nsm"):
         h, z, _ = net(aug(x, cfg["aug"]))
         if kind == "nsm":
@@ -224,6 +241,26 @@ def measure(net, data):
                 if name == "h" and tag == "w1":
                     cohort = F.normalize((embed(net, tx[seen_t][20000:])[0] - mu) @ W, dim=1)
                     out["hw1-asnorm"] = {"auc": round(auc(asnorm(variants["hw1"][1], cohort, a, b), lab), 4)}
+            # Within-class whitening (speaker verification's WCCN): only the
+            # directions in which one digit's images vary are shrunk, as those
+            # (slant, thickness, shifts) vary alike within new digits.
+            ty_tr = ty[seen_t][:20000]
+            sw = sum(torch.cov((T[ty_tr == c] - T[ty_tr == c].mean(0)).t()) * (ty_tr == c).sum() for c in range(5)) / len(T)
+            evw, evecw = torch.linalg.eigh(sw)
+            for tag, eps in (("c2", 1e-2), ("c1", 1e-1), ("c0", 1.0)):
+                W = evecw / (evw.clamp(min=0) + eps * evw.mean()).sqrt()
+                variants[name + tag] = (F.normalize((G - mu) @ W, dim=1), F.normalize((Q - mu) @ W, dim=1))
+            if name in ("h", "f"):
+                # Nuisance whitening: the spread of 8 augmented views of each
+                # of 2,000 training images around their mean, no labels used.
+                k0 = {"h": 0, "f": 3}[name]
+                xs = tx[seen_t][:2000]
+                views = torch.stack([embed(net, aug(xs, "affine"))[k0] for _ in range(8)])
+                dev = (views - views.mean(0)).reshape(-1, views.shape[-1])
+                evn, evecn = torch.linalg.eigh(dev.t() @ dev / len(dev))
+                for tag, eps in (("a2", 1e-2), ("a1", 1e-1), ("a0", 1.0)):
+                    W = evecn / (evn.clamp(min=0) + eps * evn.mean()).sqrt()
+                    variants[name + tag] = (F.normalize((G - mu) @ W, dim=1), F.normalize((Q - mu) @ W, dim=1))
             if name == "h":
                 mu_n = G.mean(0)
                 ev_n, evec_n = torch.linalg.eigh(torch.cov((G - mu_n).t()))
@@ -293,6 +330,11 @@ CONFIGS = [
     {"name": "ms-bs1024", "loss": "ms", "aug": "affine", "epochs": 8, "bs": 1024, "lr": 4e-3},
     {"name": "nsm", "loss": "nsm", "aug": "affine", "epochs": 8},
     {"name": "nsm-ls", "loss": "nsm", "aug": "affine", "epochs": 8, "ls": 0.2},
+    # Class expansion: quarter turns (20 classes) or the dihedral group (40).
+    {"name": "ms-rot", "loss": "ms", "aug": "affine", "epochs": 8, "expand": "rot"},
+    {"name": "ms-d4", "loss": "ms", "aug": "affine", "epochs": 8, "expand": "d4"},
+    {"name": "ms-wide-rot", "loss": "ms", "aug": "affine", "epochs": 8, "expand": "rot", "widths": (32, 64, 128, 256)},
+    {"name": "nsm-rot", "loss": "nsm", "aug": "affine", "epochs": 8, "expand": "rot"},
     {"name": "contr", "loss": "inst", "aug": "affine", "epochs": 8, "cls": 1.0, "cls_loss": "ms", "inst": 0.1},
 ]
 
