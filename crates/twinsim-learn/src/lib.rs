@@ -7,6 +7,7 @@
 pub mod calibration;
 pub mod device;
 pub mod distances;
+pub mod distributed;
 pub mod encoders;
 pub mod error;
 pub mod evaluation;

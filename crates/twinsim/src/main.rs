@@ -12,7 +12,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = cli::Cli::parse();
-    report::init_logging(cli.global.verbose, cli.global.quiet);
+    // Ranks other than 0 of a data-parallel job log only errors, so the
+    // job's output reads as one run's.
+    let quiet = cli.global.quiet || twinsim_learn::distributed::launcher_rank() > 0;
+    report::init_logging(cli.global.verbose, quiet);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -9,6 +9,7 @@
 
 mod airbench;
 mod cnn;
+mod mlp;
 mod resnet;
 mod seed;
 
@@ -36,6 +37,10 @@ pub const ENCODERS: &[(&str, &str)] = &[
     (
         "seed",
         "the seed's Siamese network as written: 3 conv-BN layers, 2 linear layers, no activations (baseline)",
+    ),
+    (
+        "mlp",
+        "the Keras Siamese example's network: 2 dense ReLU layers of 128, no batch norm (baseline)",
     ),
     (
         "cnn",
@@ -130,6 +135,7 @@ pub fn build(spec: &EncoderSpec, vs: &nn::Path) -> Result<Encoder> {
     let (c, d) = (spec.in_channels, spec.embedding_dim);
     Ok(match spec.arch.as_str() {
         "seed" => seed::build(vs, c, d),
+        "mlp" => Encoder::with_linear_head(vs, mlp::body(vs, c, spec.height, spec.width)?, d),
         "cnn" => Encoder::with_linear_head(vs, cnn::body(vs, c, cnn::WIDTHS), d),
         "cnn-wide" => Encoder::with_linear_head(vs, cnn::body(vs, c, cnn::WIDE), d),
         "resnet" => Encoder::with_linear_head(vs, resnet::body(vs, c), d),

@@ -170,6 +170,10 @@ pub struct TrainConfig {
     pub per_class: Option<usize>,
     pub threads: Option<usize>,
     pub out: PathBuf,
+    /// How many processes trained the run (data-parallel ranks); a resume
+    /// must use as many. Absent from runs made before scale-out: 1.
+    #[serde(default = "one")]
+    pub world_size: usize,
 }
 
 impl TrainOptions {
@@ -229,6 +233,7 @@ impl TrainOptions {
             embedding_dim,
             embedding: self.embedding.unwrap_or_else(head),
             out,
+            world_size: 1,
         }
     }
 }
@@ -280,6 +285,10 @@ fn optimizer_defaults(dataset: &str, colour: bool, loss: &str) -> OptimizerDefau
 /// The default embedding source.
 fn head() -> String {
     "head".into()
+}
+
+fn one() -> usize {
+    1
 }
 
 /// `runs/<dataset>-<arch>-<loss>-<n>` with the first n not taken.

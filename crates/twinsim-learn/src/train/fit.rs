@@ -1,6 +1,7 @@
 //! The training loop: data and model set-up, epochs, validation, checkpoints.
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,6 +19,7 @@ use super::precision::Precision;
 use super::run_dir::{EpochMetrics, RunDir};
 use super::schedule::Schedule;
 use crate::calibration::{self, CalibrateOptions};
+use crate::distributed::{self, Shard, World};
 use crate::encoders::EncoderSpec;
 use crate::error::{LearnError, Result};
 use crate::losses::{self, Loss, LossConfig};
@@ -43,6 +45,9 @@ pub struct TrainRequest {
     pub data: LoadOptions,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// The data-parallel job this process is a rank of ([`World::single`]
+    /// when it trains alone). Only rank 0 writes the run directory.
+    pub world: Rc<World>,
 }
 
 /// What a finished run achieved; also written to `summary.json`.
@@ -105,13 +110,18 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     let val = split::apply(train_base.clone(), SplitName::Val, &data.selection)?;
     let test = load_test(&spec, &data)?;
     let colour = fit.images.shape().channels == 3;
+    let world = req.world.as_ref();
     let cfg = match &resumed {
         Some((_, cfg)) => cfg.clone(),
-        None => req.options.clone().resolve(colour, present_classes(&fit)),
+        None => TrainConfig {
+            world_size: world.size(),
+            ..req.options.clone().resolve(colour, present_classes(&fit))
+        },
     };
     // Everything that can be wrong with the configuration fails here, before
     // a run directory is created.
-    let device = set_up_runtime(&cfg)?;
+    check_world(&cfg, world)?;
+    let device = set_up_runtime(&cfg, world)?;
     let mut parts = build(&cfg, &fit, device)?;
     let sampler = samplers::build(
         &SamplerConfig {
@@ -131,7 +141,10 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     let schedule = Schedule::new(&cfg.schedule, cfg.lr, steps_per_epoch * cfg.epochs as u64)?;
     let dir = match resumed {
         Some((dir, _)) => dir,
-        None => RunDir::create(&cfg.out, &cfg)?,
+        None if world.is_root() => RunDir::create(&cfg.out, &cfg)?,
+        None => RunDir {
+            path: cfg.out.clone(),
+        },
     };
     let mut progress = Progress {
         epochs_done: 0,
@@ -141,7 +154,14 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     if req.resume.is_some() {
         progress = restore(&dir, &mut parts)?;
     }
-    let mut epochs = dir.truncate_metrics(progress.epochs_done)?;
+    // Every rank starts from rank 0's weights and optimizer state.
+    for (_, t) in checkpoint_tensors(&parts) {
+        world.broadcast(&t);
+    }
+    let mut epochs = match world.is_root() {
+        true => dir.truncate_metrics(progress.epochs_done)?,
+        false => Vec::new(),
+    };
     let mut loop_ = Loop {
         precision,
         cfg: &cfg,
@@ -151,17 +171,25 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         schedule,
         images: tensor::images_tensor(&fit.images, device),
         labels: tensor::labels_tensor(&fit.labels, device),
-        show_progress: req.progress,
+        show_progress: req.progress && world.is_root(),
+        world,
+        shard: Shard::new(
+            sampler.epoch(0).first().map_or(0, Vec::len),
+            cfg.sampler.ends_with("pairs"),
+            world.rank(),
+            world.size(),
+        ),
     };
     for epoch in progress.epochs_done..cfg.epochs {
         let (loss, seconds, images) = loop_.epoch(epoch, &mut parts, &mut progress.steps)?;
+        average_statistics(&parts.model, world);
         check_weights(&parts.model)?;
         progress.train_seconds += seconds;
         progress.epochs_done = epoch + 1;
         let m = EpochMetrics {
             epoch: epoch + 1,
             loss,
-            val_precision_at_1: with_average(&mut parts, |p| validate(&p.model, &val)),
+            val_precision_at_1: with_average(&mut parts, |p| validate(&p.model, &val, world)),
             lr: schedule.lr(progress.steps.saturating_sub(1)),
             epoch_seconds: seconds,
             train_seconds: progress.train_seconds,
@@ -174,12 +202,59 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
             m.val_precision_at_1,
             seconds
         );
-        dir.append_metrics(&m)?;
-        checkpoint::save(&dir.path, &checkpoint_tensors(&parts), &progress)?;
+        if world.is_root() {
+            dir.append_metrics(&m)?;
+            checkpoint::save(&dir.path, &checkpoint_tensors(&parts), &progress)?;
+        }
         epochs.push(m);
     }
     let gallery = split::apply(train_base, SplitName::Train, &data.selection)?;
-    finish(dir, cfg, parts, epochs, Eval { gallery, val, test }, fit.len())
+    finish(
+        dir,
+        cfg,
+        parts,
+        epochs,
+        Eval { gallery, val, test },
+        fit.len(),
+        world,
+    )
+}
+
+/// Refuses a world the run cannot be trained on: a resume with another
+/// number of ranks than the run had, or a batch the ranks cannot share.
+fn check_world(cfg: &TrainConfig, world: &World) -> Result<()> {
+    if cfg.world_size != world.size() {
+        return Err(LearnError::config(
+            format!(
+                "{} was trained by {} process(es), but this resume has {}",
+                cfg.out.display(),
+                cfg.world_size,
+                world.size()
+            ),
+            match cfg.world_size {
+                1 => "resume it without mpirun or srun".to_string(),
+                n => format!("resume it as it was trained: mpirun -np {n} twinsim train --resume ..."),
+            },
+        ));
+    }
+    if world.size() > 1 {
+        distributed::check_batch(&cfg.sampler, cfg.batch_size, cfg.per_class_batch, world.size())?;
+    }
+    Ok(())
+}
+
+/// Averages the batch norms' running statistics over the ranks, which each
+/// gathered from its own share of the batches, so every rank evaluates and
+/// rank 0 saves statistics of all the data.
+fn average_statistics(model: &Model, world: &World) {
+    if world.size() == 1 {
+        return;
+    }
+    for (name, t) in named(&model.vs, "", false) {
+        if name.ends_with("running_mean") || name.ends_with("running_var") {
+            world.all_reduce_mean(&t);
+        }
+    }
 }
 
 /// How many classes have images in `ds`.
@@ -198,13 +273,21 @@ fn load_test(spec: &DatasetSpec, data: &LoadOptions) -> Result<Option<Dataset>> 
     Ok(Some(twinsim_data::load(&spec.with_split(SplitName::Test), data)?))
 }
 
-/// Threads, seeds and determinism; returns the device.
-fn set_up_runtime(cfg: &TrainConfig) -> Result<Device> {
-    if let Some(n) = cfg.threads {
-        tch::set_num_threads(n as i32);
+/// Threads, seeds and determinism; returns the device. Ranks on one
+/// machine share its cores (unless --threads says otherwise) and, under
+/// `--device auto`, take its GPUs in turn.
+fn set_up_runtime(cfg: &TrainConfig, world: &World) -> Result<Device> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match cfg.threads {
+        Some(n) => tch::set_num_threads(n as i32),
+        None if world.local_size() > 1 => tch::set_num_threads((cores / world.local_size()).max(1) as i32),
+        None => {}
     }
-    let device = parse_device(&cfg.device)
+    let mut device = parse_device(&cfg.device)
         .map_err(|e| LearnError::config(e, "pass --device cpu, or a GPU libtorch sees"))?;
+    if cfg.device == "auto" && device.is_cuda() && world.size() > 1 {
+        device = Device::Cuda(world.local_rank() % tch::Cuda::device_count().max(1) as usize);
+    }
     if cfg.deterministic {
         tch::Cuda::cudnn_set_benchmark(false);
     }
@@ -357,8 +440,8 @@ fn copy_into<'a>(dst: &[(String, Tensor)], src: impl Iterator<Item = &'a Tensor>
 }
 
 /// Precision@1 of the validation split against itself, leave-one-out.
-fn validate(model: &Model, val: &Dataset) -> f64 {
-    let emb = model.embed_images(&val.images, EVAL_BATCH);
+fn validate(model: &Model, val: &Dataset, world: &World) -> f64 {
+    let emb = world.embed_images(model, &val.images, EVAL_BATCH);
     let labels = tensor::labels_tensor(&val.labels, Device::Cpu);
     metrics::precision_at_1(&emb, &labels, &emb, &labels, model.card.distance, true)
 }
@@ -375,6 +458,9 @@ struct Loop<'a> {
     images: Tensor,
     labels: Tensor,
     show_progress: bool,
+    world: &'a World,
+    /// This rank's share of each batch.
+    shard: Shard,
 }
 
 impl Loop<'_> {
@@ -413,19 +499,31 @@ impl Loop<'_> {
         Ok((mean, start.elapsed().as_secs_f64(), seen))
     }
 
-    /// One optimizer step on the items `idx` (B,) int64 on the device;
-    /// returns the loss (0-dim, on the device, detached).
+    /// One optimizer step on the global batch `idx` (B,) int64 on the
+    /// device, of which this rank embeds its share; returns the loss
+    /// (0-dim, on the device, detached), the same on every rank.
     fn step(&mut self, idx: &Tensor, p: &mut Parts, step: u64) -> Tensor {
-        let x = self.augment.apply(&self.images.index_select(0, idx));
+        // The whole batch is augmented, then shared, so that the images and
+        // their random transforms do not depend on the number of ranks.
+        let mut x = self.augment.apply(&self.images.index_select(0, idx));
+        if self.world.size() > 1 {
+            x = x.index_select(0, &self.shard.positions.to_device(self.device));
+        }
         let y = self.labels.index_select(0, idx);
-        let emb = self
+        let local = self
             .precision
             .enter(|| p.model.embed(&x, true))
             .to_kind(Kind::Float);
+        let emb = self.world.gather_batch(&local, &self.shard);
         let mined = p.miner.as_ref().map(|m| m.mine(&emb.detach(), &y));
         let loss = p.loss.compute(&emb, &y, mined.as_ref());
         p.optimizer.zero_grad();
         (&loss * self.precision.scale).backward();
+        // The loss's own parameters saw the whole batch on every rank
+        // already; the model's gradients are each rank's part of the sum.
+        if self.world.size() > 1 {
+            self.world.all_reduce_sum(&p.optimizer.gradients("model."));
+        }
         let finite = !self.precision.is_scaling() || p.optimizer.unscale(self.precision.scale);
         if self.precision.update(finite) {
             p.optimizer.step(self.schedule.lr(step));
@@ -518,22 +616,27 @@ fn finish(
     epochs: Vec<EpochMetrics>,
     data: Eval,
     train_images: usize,
+    world: &World,
 ) -> Result<RunSummary> {
     let Eval { gallery, val, test } = data;
     let test_precision_at_1 = with_average(&mut parts, |p| -> Result<Option<f64>> {
+        // Every rank whitens alike (the same model and images), so that all
+        // embed the same way below; only rank 0 calibrates and saves.
         if cfg.embedding == "features" {
             p.model.whiten(&gallery.images)?;
         }
-        match calibration::calibrate(&p.model, &val, &CalibrateOptions::default()) {
-            Ok(c) => p.model.set_calibration(&c),
-            Err(e) => tracing::warn!("the model is saved without calibration: {e}"),
+        if world.is_root() {
+            match calibration::calibrate(&p.model, &val, &CalibrateOptions::default()) {
+                Ok(c) => p.model.set_calibration(&c),
+                Err(e) => tracing::warn!("the model is saved without calibration: {e}"),
+            }
+            p.model.save(&dir.path)?;
         }
-        p.model.save(&dir.path)?;
         let Some(test) = test else {
             return Ok(None);
         };
-        let g = p.model.embed_images(&gallery.images, EVAL_BATCH);
-        let q = p.model.embed_images(&test.images, EVAL_BATCH);
+        let g = world.embed_images(&p.model, &gallery.images, EVAL_BATCH);
+        let q = world.embed_images(&p.model, &test.images, EVAL_BATCH);
         Ok(Some(metrics::precision_at_1(
             &q,
             &tensor::labels_tensor(&test.labels, Device::Cpu),
@@ -551,7 +654,9 @@ fn finish(
         data_origin: gallery.origin.to_string(),
         train_images,
     };
-    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    twinsim_data::atomic::write_bytes(&dir.path.join("summary.json"), &json)?;
+    if world.is_root() {
+        let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+        twinsim_data::atomic::write_bytes(&dir.path.join("summary.json"), &json)?;
+    }
     Ok(summary)
 }

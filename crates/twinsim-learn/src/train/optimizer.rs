@@ -152,6 +152,25 @@ impl Optimizer {
         self.bound = self.params.iter().all(|p| p.grad().defined());
     }
 
+    /// The gradients of the parameters whose names start with `prefix`, as
+    /// one view of the flat gradient buffer (they lie side by side, as
+    /// parameters come sorted by name): what data-parallel ranks sum.
+    pub fn gradients(&mut self, prefix: &str) -> Tensor {
+        self.bind_gradients();
+        let mine: Vec<&Span> = self
+            .names
+            .iter()
+            .zip(&self.spans)
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, s)| s)
+            .collect();
+        let (Some(first), Some(last)) = (mine.first(), mine.last()) else {
+            return self.grads.narrow(0, 0, 0);
+        };
+        let end = last.offset + last.size.iter().product::<i64>();
+        self.grads.narrow(0, first.offset, end - first.offset)
+    }
+
     /// Clears every parameter's gradient.
     pub fn zero_grad(&mut self) {
         if self.bound {

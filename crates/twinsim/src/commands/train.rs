@@ -2,7 +2,9 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
+use twinsim_learn::distributed::World;
 use twinsim_learn::report::{self, ReportOptions};
 use twinsim_learn::run::Run;
 use twinsim_learn::train::{self, TrainOptions, TrainRequest};
@@ -23,12 +25,19 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         ));
     }
     let data = super::load_options(global, &args.folder);
+    // Under mpirun or srun this process is one rank of a data-parallel job;
+    // rank 0 alone writes the run and prints.
+    let world = Rc::new(World::from_launcher()?);
     let summary = train::train(TrainRequest {
         options,
         resume: args.resume.clone(),
         data,
         progress: !global.quiet && std::io::stderr().is_terminal(),
+        world: world.clone(),
     })?;
+    if !world.is_root() {
+        return Ok(());
+    }
     let report = match args.report {
         true => Some(write_report(global, &args.folder, &summary.run_dir)?),
         false => None,
