@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 use twinsim_data::split::{self, SplitName};
 use twinsim_data::{DatasetSpec, Images, LoadOptions};
+use twinsim_learn::distributed::World;
 use twinsim_learn::model::Model;
 use twinsim_learn::run::{Classes, Run};
 use twinsim_learn::{images, similarity};
@@ -152,14 +153,19 @@ fn decode_usable(
 const NAMED_IN_WARNING: usize = 10;
 
 /// `gallery`'s embeddings by `model`: (N, D) float32 on the CPU, embedded
-/// in batches, ticking `progress` once per image.
-pub fn embed(model: &Model, gallery: &Gallery, progress: &indicatif::ProgressBar) -> Result<Tensor> {
+/// in batches shared among `world`'s ranks, ticking `progress` once per image.
+pub fn embed(
+    model: &Model,
+    gallery: &Gallery,
+    progress: &indicatif::ProgressBar,
+    world: &World,
+) -> Result<Tensor> {
     model.check_images(gallery.images.shape())?;
     let parts: Vec<Tensor> = (0..gallery.len())
         .step_by(ENROL_BATCH)
         .map(|start| {
             let chosen: Vec<usize> = (start..gallery.len().min(start + ENROL_BATCH)).collect();
-            let e = model.embed_images(&gallery.images.select(&chosen), similarity::BATCH);
+            let e = world.embed_images(model, &gallery.images.select(&chosen), similarity::BATCH);
             progress.inc(chosen.len() as u64);
             e
         })

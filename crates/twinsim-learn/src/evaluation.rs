@@ -20,6 +20,7 @@ use tch::{Device, Tensor};
 use twinsim_data::{Dataset, LoadOptions, SplitName};
 
 use crate::calibration::Calibration;
+use crate::distributed::World;
 use crate::metrics::{verification, Calculator, Retrieval, Verification};
 use crate::model::{Distance, Embedding, Model};
 use crate::run::{Classes, Run};
@@ -152,9 +153,9 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// `model`'s embeddings of `data`.
-    pub fn by_model(model: &Model, data: &ProtocolData) -> Embedded {
-        let embed = |ds: &Dataset| model.embed_images(&ds.images, similarity::BATCH);
+    /// `model`'s embeddings of `data`, shared among `world`'s ranks.
+    pub fn by_model(model: &Model, data: &ProtocolData, world: &World) -> Embedded {
+        let embed = |ds: &Dataset| world.embed_images(model, &ds.images, similarity::BATCH);
         Embedded {
             queries: embed(&data.queries),
             gallery: data.gallery.as_ref().map(embed),
@@ -251,8 +252,8 @@ pub fn record(run_dir: &Path, result: &Evaluation) -> Result<()> {
 }
 
 /// Evaluates `run`'s model on `data` as `opts` asks.
-pub fn evaluate(run: &Run, data: &ProtocolData, opts: &EvalOptions) -> Result<Evaluation> {
-    evaluate_embedded(run, data, &Embedded::by_model(&run.model, data), opts)
+pub fn evaluate(run: &Run, data: &ProtocolData, opts: &EvalOptions, world: &World) -> Result<Evaluation> {
+    evaluate_embedded(run, data, &Embedded::by_model(&run.model, data, world), opts)
 }
 
 /// [`evaluate`] with the model's embeddings of `data` already computed
@@ -283,7 +284,12 @@ pub fn evaluate_embedded(
         }
         baselines.insert(
             "untrained",
-            score(&Embedded::by_model(&untrained, data), data, opts, None)?,
+            score(
+                &Embedded::by_model(&untrained, data, &World::single()),
+                data,
+                opts,
+                None,
+            )?,
         );
     }
     Ok(Evaluation {

@@ -12,6 +12,7 @@ use twinsim_data::{Dataset, LoadOptions};
 use twinsim_report::{self as draw, HtmlReport, Neighbour, NeighbourRow, PairTile, Panel, Series, Tile};
 
 use crate::calibration::Calibration;
+use crate::distributed::World;
 use crate::evaluation::{self, Embedded, EvalOptions, ProtocolData};
 use crate::metrics::{self, verification};
 use crate::model::Embedding;
@@ -64,7 +65,7 @@ pub fn write(run: &Run, opts: &ReportOptions, base: &LoadOptions) -> Result<Path
         ..EvalOptions::default()
     };
     let data = ProtocolData::load(run, &eval_opts, base)?;
-    let emb = Embedded::by_model(&run.model, &data);
+    let emb = Embedded::by_model(&run.model, &data, &World::single());
     let calibration = run.model.calibration();
     let ctx = Context {
         run,

@@ -204,3 +204,46 @@ fn a_rank_that_dies_ends_the_job_with_an_error_instead_of_a_hang() {
     );
     assert!(rank_pid(&marker, 0).is_none(), "rank 0 is gone too");
 }
+
+/// `embed` and `evaluate` under 2 ranks: each embeds a share, rank 0
+/// gathers them in order and alone writes; the results are one process's.
+#[test]
+fn ranks_embed_shares_and_rank_0_writes_what_one_process_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let (ok, _, err) = run(twinsim(tmp.path()).args(TWO_STEPS).arg("--out").arg(&model));
+    assert!(ok, "{err}");
+    let embed = |mut cmd: Command, out: &str| {
+        let out = tmp.path().join(out);
+        let (ok, stdout, err) = run(cmd
+            .args(["embed", "--dataset", "mnist-sample:test", "--model"])
+            .arg(&model)
+            .arg("-o")
+            .arg(&out));
+        assert!(ok, "{stdout}{err}");
+        std::fs::read(out.join("embeddings.npy")).unwrap()
+    };
+    let one = embed(twinsim(tmp.path()), "one");
+    let two = embed(mpirun(tmp.path(), 2), "two");
+    assert!(one.len() > 100_000, "a few thousand embeddings");
+    assert!(one == two, "the gathered embeddings differ from one process's");
+
+    let evaluate = |mut cmd: Command| {
+        let (ok, stdout, err) = run(cmd
+            .args([
+                "--json",
+                "evaluate",
+                "--dataset",
+                "mnist-sample",
+                "--no-baselines",
+            ])
+            .arg(&model));
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&stdout).expect("rank 0 alone prints one object");
+        (
+            v["model"]["precision_at_1"].clone(),
+            v["model"]["mean_average_precision_at_r"].clone(),
+        )
+    };
+    assert_eq!(evaluate(twinsim(tmp.path())), evaluate(mpirun(tmp.path(), 2)));
+}

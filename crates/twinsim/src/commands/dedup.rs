@@ -3,6 +3,7 @@
 use serde::Serialize;
 use twinsim_index::dedup::{self, Group};
 use twinsim_index::gallery::Gallery;
+use twinsim_learn::distributed::World;
 use twinsim_learn::model::Model;
 
 use crate::cli::{DedupArgs, GlobalArgs};
@@ -36,7 +37,7 @@ pub fn run(global: &GlobalArgs, args: &DedupArgs) -> anyhow::Result<()> {
             "point dedup at a folder of image files (PNG, JPEG, BMP, WebP, GIF, TIFF; any depth)",
         ));
     }
-    let embeddings = super::embed(global, &model, &images)?;
+    let embeddings = super::embed(global, &model, &images, &World::single())?;
     let thresholds = dedup::Thresholds {
         similarity: args.threshold,
         pixel_correlation: args.pixel_threshold,

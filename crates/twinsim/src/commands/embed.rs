@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use twinsim_data::npy;
+use twinsim_learn::distributed::World;
 use twinsim_learn::run::{Classes, Run};
 use twinsim_learn::{images, similarity};
 
@@ -58,7 +59,13 @@ pub fn run(global: &GlobalArgs, args: &EmbedArgs) -> anyhow::Result<()> {
         }
     };
     model.check_images(images.shape())?;
-    let emb = model.embed_images(&images, similarity::BATCH);
+    // Under mpirun or srun the ranks embed shares of the images; rank 0
+    // alone writes them.
+    let world = World::from_launcher()?;
+    let emb = world.embed_images(model, &images, similarity::BATCH);
+    if !world.is_root() {
+        return Ok(());
+    }
     let dim = emb.size()[1];
     let values = Vec::<f32>::try_from(&emb.reshape([-1]))?;
     std::fs::create_dir_all(&args.out).map_err(|e| twinsim_data::DataError::io(&args.out, e))?;

@@ -3,6 +3,7 @@
 //! the result in the run's `metrics.json`, one entry per protocol.
 
 use twinsim_data::SplitName;
+use twinsim_learn::distributed::World;
 use twinsim_learn::evaluation::{self, EvalOptions, Evaluation, ProtocolData, Scores};
 use twinsim_learn::run::Run;
 
@@ -21,7 +22,13 @@ pub fn run(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<()> {
         ..EvalOptions::default()
     };
     let data = ProtocolData::load(&run, &opts, &super::data_options(global))?;
-    let result = evaluation::evaluate(&run, &data, &opts)?;
+    // Under mpirun or srun the ranks embed shares of the images; rank 0
+    // alone records and prints.
+    let world = World::from_launcher()?;
+    let result = evaluation::evaluate(&run, &data, &opts, &world)?;
+    if !world.is_root() {
+        return Ok(());
+    }
     evaluation::record(&args.run_dir, &result)?;
     if global.json {
         return print_json(&result);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use twinsim_index::gallery::{Gallery, Subset};
+use twinsim_learn::distributed::World;
 use twinsim_learn::fid::inception::{self, Inception};
 use twinsim_learn::fid::{frechet, kid, Statistics};
 use twinsim_learn::run::Run;
@@ -201,7 +202,7 @@ fn model_features(global: &GlobalArgs, run: &Run, spec: &str) -> anyhow::Result<
     } else {
         Gallery::dataset(run, spec, &Subset::default(), &super::data_options(global))?
     };
-    super::embed(global, &run.model, &images)
+    super::embed(global, &run.model, &images, &World::single())
 }
 
 /// Inception's pool features of the set `spec`: the files of a folder (at

@@ -6,6 +6,7 @@ use serde::Serialize;
 use twinsim_index::gallery::{Gallery, Subset};
 use twinsim_index::hnsw::HnswParams;
 use twinsim_index::{file, Backend, Index, IndexError};
+use twinsim_learn::distributed::World;
 use twinsim_learn::run::Run;
 
 use crate::cli::{
@@ -102,7 +103,13 @@ fn enrol_and_save(
             "check the dataset, classes or folder given (see the warnings above)",
         ));
     }
-    let embedded = super::embed(global, &run.model, gallery)?;
+    // Under mpirun or srun the ranks embed shares of the gallery; rank 0
+    // alone writes the index.
+    let world = World::from_launcher()?;
+    let embedded = super::embed(global, &run.model, gallery, &world)?;
+    if !world.is_root() {
+        return Ok(());
+    }
     index.add(&embedded, &gallery.labels, gallery.sources.clone())?;
     file::save(index, out)?;
     if !global.json {

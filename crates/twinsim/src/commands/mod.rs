@@ -14,6 +14,7 @@ mod train;
 
 use twinsim_data::folder::FolderOptions;
 use twinsim_data::{LoadOptions, Selection};
+use twinsim_learn::distributed::World;
 
 use crate::cli::{Cli, Command, DeviceArgs, FolderArgs, GlobalArgs, SelectArgs};
 
@@ -55,14 +56,19 @@ fn progress(global: &GlobalArgs, len: usize, prefix: &str) -> indicatif::Progres
         .with_prefix(prefix.to_string())
 }
 
-/// `gallery`'s embeddings by `model`, with a progress bar on stderr.
+/// `gallery`'s embeddings by `model`, shared among `world`'s ranks, with a
+/// progress bar on stderr (rank 0's).
 pub fn embed(
     global: &GlobalArgs,
     model: &twinsim_learn::model::Model,
     gallery: &twinsim_index::gallery::Gallery,
+    world: &World,
 ) -> anyhow::Result<tch::Tensor> {
-    let bar = progress(global, gallery.len(), "embedding");
-    let embedded = twinsim_index::gallery::embed(model, gallery, &bar)?;
+    let bar = match world.is_root() {
+        true => progress(global, gallery.len(), "embedding"),
+        false => indicatif::ProgressBar::hidden(),
+    };
+    let embedded = twinsim_index::gallery::embed(model, gallery, &bar, world)?;
     bar.finish_and_clear();
     Ok(embedded)
 }

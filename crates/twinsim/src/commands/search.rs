@@ -8,6 +8,7 @@ use tch::Tensor;
 use twinsim_index::gallery::{self, Gallery, Subset};
 use twinsim_index::grid;
 use twinsim_index::identify::{self, Hit, Identity};
+use twinsim_learn::distributed::World;
 use twinsim_learn::run::Run;
 use twinsim_learn::{images, similarity};
 
@@ -57,7 +58,7 @@ pub fn identify(global: &GlobalArgs, args: &IdentifyArgs) -> anyhow::Result<()> 
     let calibration = run.model.require_calibration(&run.dir)?;
     if let Some(spec) = &args.dataset {
         let queries = Gallery::dataset(&run, spec, &Subset::default(), &super::data_options(global))?;
-        let embedded = super::embed(global, &run.model, &queries)?;
+        let embedded = super::embed(global, &run.model, &queries, &World::single())?;
         let found = identify::identify(&index, &calibration, &embedded)?;
         let score = identify::score(&found, &queries.labels, &index.info.classes);
         if global.json {
