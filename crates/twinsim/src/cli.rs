@@ -64,6 +64,38 @@ pub enum Command {
     /// How far apart two sets of images are: Fréchet distance (FID) and KID
     /// on a trained model's features, or on Inception-v3's.
     Fid(FidArgs),
+    /// Serve a model over HTTP: a JSON API (compare, embed, search, identify)
+    /// and a web page to try it.
+    Serve(ServeArgs),
+}
+
+/// `twinsim serve --model RUN_DIR [--index INDEX]`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A run directory made by `twinsim train` (calibrated).
+    #[arg(long, env = "TWINSIM_MODEL")]
+    pub model: PathBuf,
+    /// A gallery index built with this model, for /v1/search and /v1/identify.
+    #[arg(long, env = "TWINSIM_INDEX")]
+    pub index: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "TWINSIM_HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, env = "TWINSIM_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// The largest request body, in bytes.
+    #[arg(long, env = "TWINSIM_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// The most pixels an uploaded image may declare.
+    #[arg(long, env = "TWINSIM_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+    /// The most images one request may upload.
+    #[arg(long, env = "TWINSIM_MAX_FILES", default_value_t = 32)]
+    pub max_files: usize,
+    /// The most neighbours a search may ask for.
+    #[arg(long, env = "TWINSIM_MAX_K", default_value_t = 100)]
+    pub max_k: usize,
 }
 
 /// `twinsim fid A B (--model RUN_DIR | --inception WEIGHTS)`.

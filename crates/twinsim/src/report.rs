@@ -34,6 +34,10 @@ pub fn print_error(err: &anyhow::Error) {
             .and_then(LearnError::hint)
             .or_else(|| e.downcast_ref::<DataError>().and_then(DataError::hint))
             .or_else(|| e.downcast_ref::<IndexError>().and_then(IndexError::hint))
+            .or_else(|| {
+                e.downcast_ref::<twinsim_serve::ServeError>()
+                    .and_then(twinsim_serve::ServeError::hint)
+            })
     });
     if let Some(hint) = hint {
         eprintln!("  hint: {hint}");

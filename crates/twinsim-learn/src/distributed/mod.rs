@@ -309,6 +309,10 @@ fn with_host(t: &Tensor, kind: Kind, f: impl FnOnce(&mut [u8])) {
 #[cfg(feature = "mpi")]
 unsafe fn host_slice<'a, T>(t: &Tensor) -> &'a mut [T] {
     let bytes = t.numel() * t.kind().elt_size_in_bytes();
+    if bytes == 0 {
+        // An empty tensor's data pointer may be null, which no slice may hold.
+        return &mut [];
+    }
     std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, bytes / std::mem::size_of::<T>())
 }
 

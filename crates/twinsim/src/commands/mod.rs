@@ -10,6 +10,7 @@ mod fid;
 mod index;
 mod report;
 mod search;
+mod serve;
 mod train;
 
 use twinsim_data::folder::FolderOptions;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identify(args) => search::identify(&cli.global, args),
         Command::Dedup(args) => dedup::run(&cli.global, args),
         Command::Fid(args) => fid::run(&cli.global, args),
+        Command::Serve(args) => serve::run(&cli.global, args),
     }
 }
 
