@@ -13,6 +13,7 @@ use twinsim_data::{atomic, read, ImageShape, Images};
 
 use crate::calibration::{self, Calibration};
 use crate::encoders::{self, Encoder, EncoderSpec};
+use crate::train::augment::Augment;
 use crate::whitening::{self, Whitening};
 use crate::{LearnError, Result};
 
@@ -294,18 +295,33 @@ impl Model {
         }
     }
 
-    /// Makes the model embed its pooled features whitened with the
-    /// statistics of `images` (at most [`whitening::MAX_IMAGES`] of them,
-    /// evenly spaced), L2-normalised and compared by cosine; call it once
+    /// Makes the model embed its pooled features whitened (see
+    /// [`crate::whitening`]), L2-normalised and compared by cosine: centred
+    /// on the mean features of `images` (at most [`whitening::MAX_IMAGES`],
+    /// evenly spaced), whitened against the spread of
+    /// [`whitening::VIEWS`] augmented views (as training augments by
+    /// default) of [`whitening::VIEW_IMAGES`] of them. Call it once
     /// training is done, then [`Model::save`].
     pub fn whiten(&mut self, images: &Images) -> Result<()> {
+        let width = self.net.features;
         let features = self.map_images(
             &evenly_spaced(images, whitening::MAX_IMAGES),
             crate::similarity::BATCH,
-            self.net.features,
+            width,
             |x| self.features_t(&self.preprocessed(x), false),
         );
-        let fitted = Whitening::fit(&features)?;
+        let augment = Augment::parse("auto", self.card.preprocess.channels)?;
+        let viewed = evenly_spaced(images, whitening::VIEW_IMAGES);
+        let views: Vec<Tensor> = (0..whitening::VIEWS)
+            .map(|v| {
+                // Seeded per view: the same model always gets the same whitening.
+                tch::manual_seed(v as i64);
+                self.map_images(&viewed, crate::similarity::BATCH, width, |x| {
+                    self.features_t(&self.preprocessed(&augment.apply(x)), false)
+                })
+            })
+            .collect();
+        let fitted = Whitening::fit(&features, &Tensor::stack(&views, 0))?;
         let vars = match self.whitening.take() {
             Some(vars) => vars,
             None => whitening_vars(&self.vs, self.net.features),
