@@ -217,7 +217,7 @@ impl World {
         parts[self.rank] = local.shallow_clone();
         let rank_order = Tensor::cat(&parts, 0);
         match &shard.to_global {
-            Some(order) => rank_order.index_select(0, &order.to_device(local.device())),
+            Some(order) => rank_order.index_select(0, order),
             None => rank_order,
         }
     }
@@ -269,6 +269,15 @@ impl Shard {
         Shard {
             positions: Tensor::from_slice(&of(rank)),
             to_global,
+        }
+    }
+
+    /// This shard with its tensors on `device`, copied there once rather
+    /// than at every step (a copy from the host waits for a GPU's queue).
+    pub fn on(self, device: Device) -> Shard {
+        Shard {
+            positions: self.positions.to_device(device),
+            to_global: self.to_global.map(|t| t.to_device(device)),
         }
     }
 }

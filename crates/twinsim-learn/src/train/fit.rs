@@ -178,7 +178,8 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
             cfg.sampler.ends_with("pairs"),
             world.rank(),
             world.size(),
-        ),
+        )
+        .on(device),
     };
     for epoch in progress.epochs_done..cfg.epochs {
         let (loss, seconds, images) = loop_.epoch(epoch, &mut parts, &mut progress.steps)?;
@@ -507,7 +508,7 @@ impl Loop<'_> {
         // their random transforms do not depend on the number of ranks.
         let mut x = self.augment.apply(&self.images.index_select(0, idx));
         if self.world.size() > 1 {
-            x = x.index_select(0, &self.shard.positions.to_device(self.device));
+            x = x.index_select(0, &self.shard.positions);
         }
         let y = self.labels.index_select(0, idx);
         let local = self
