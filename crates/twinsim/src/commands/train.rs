@@ -64,8 +64,13 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(page) = report {
         println!("report written to {}", page.display());
     }
+    // The example digits only suit a model of digits.
+    let example = match summary.config.dataset.as_str() {
+        "mnist" | "mnist-sample" => "examples/digits/seven-a.png examples/digits/two.png",
+        _ => "A.png B.png",
+    };
     println!(
-        "try: twinsim compare examples/digits/seven-a.png examples/digits/two.png --model {}",
+        "try: twinsim compare {example} --model {}",
         summary.run_dir.display()
     );
     Ok(())
