@@ -193,7 +193,10 @@ impl Optimizer {
         let (p, m, v, g) = (&mut self.flat, &mut self.m, &mut self.v, &self.grads);
         tch::no_grad(|| match self.rule {
             Rule::AdamW => {
-                let _ = p.g_sub_(&(&*p * &self.decay * lr));
+                // p·(1 − lr·wd) with the factor rounded once from double,
+                // as a per-parameter scalar multiply rounds it.
+                let shrink = (self.decay.to_kind(Kind::Double) * -lr + 1.0).to_kind(Kind::Float);
+                let _ = p.g_mul_(&shrink);
                 adam_update(p, m, v, g, lr, t);
             }
             Rule::Adam => adam_update(p, m, v, &(g + &*p * &self.decay), lr, t),
@@ -283,14 +286,19 @@ fn dense_strides(p: &Tensor) -> Vec<i64> {
 }
 
 /// One Adam step on `p` with moments `m`, `v` and gradient `g`, at step `t`:
-/// m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², p ← p − lr·m̂/(√v̂ + ε), in
-/// five operations.
+/// m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², p ← p − lr·m̂/(√v̂ + ε).
+///
+/// Written as the textbook per-parameter operations, in their order:
+/// elementwise, so on the flat buffers they round exactly as they would per
+/// parameter. Fused forms (lerp, addcdiv) round differently, and on MNIST's
+/// default recipe their trajectories ended lower (docs/benchmarks.md,
+/// "Speed").
 fn adam_update(p: &mut Tensor, m: &mut Tensor, v: &mut Tensor, g: &Tensor, lr: f64, t: f64) {
-    let _ = m.lerp_(g, 1.0 - BETA1);
-    let _ = v.g_mul_scalar_(BETA2).addcmul_(g, &(g * (1.0 - BETA2)));
-    let (c1, c2) = (1.0 - BETA1.powf(t), 1.0 - BETA2.powf(t));
-    let denom = (&*v / c2).sqrt() + EPS;
-    let _ = p.addcdiv_(&(&*m * (-lr / c1)), &denom);
+    let _ = m.g_mul_scalar_(BETA1).g_add_(&(g * (1.0 - BETA1)));
+    let _ = v.g_mul_scalar_(BETA2).g_add_(&(g.square() * (1.0 - BETA2)));
+    let m_hat = &*m / (1.0 - BETA1.powf(t));
+    let v_hat = &*v / (1.0 - BETA2.powf(t));
+    let _ = p.g_sub_(&(m_hat / (v_hat.sqrt() + EPS) * lr));
 }
 
 /// Whether `t` holds only finite numbers.
