@@ -168,8 +168,9 @@ impl Engine {
             }
             Task::Search { k, thumbnails } => {
                 let index = self.index()?;
-                let hits = identify::search(index, &self.calibration, rows, k)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                // A gallery smaller than k gives all it has.
+                let k = k.min(index.len().max(1));
+                let hits = identify::search(index, &self.calibration, rows, k).map_err(refused)?;
                 let mut results = Vec::with_capacity(hits.len());
                 for row in hits {
                     let drawn = match thumbnails {
@@ -186,8 +187,8 @@ impl Engine {
                 Ok(Answer::Results { results })
             }
             Task::Identify => {
-                let identities = identify::identify(self.index()?, &self.calibration, rows)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let identities =
+                    identify::identify(self.index()?, &self.calibration, rows).map_err(refused)?;
                 Ok(Answer::Identities { identities })
             }
         }
@@ -217,6 +218,12 @@ impl Engine {
             .map(|h| self.thumbnails.get(&h.item).cloned())
             .collect())
     }
+}
+
+/// The refusal of a search the index turns down (an empty gallery, a
+/// non-finite embedding): the request cannot be served as it is.
+fn refused(e: twinsim_index::IndexError) -> ApiError {
+    ApiError::conflict(e.to_string(), e.hint().unwrap_or_else(|| "see the error".into()))
 }
 
 /// The refusal of a search or identification without an index.

@@ -461,6 +461,23 @@ async fn k_must_be_between_1_and_the_limit() {
 }
 
 #[tokio::test]
+async fn a_k_larger_than_the_gallery_gets_the_whole_gallery() {
+    let limits = Limits {
+        max_k: 1000,
+        ..Limits::default()
+    };
+    let app = app(&config(true, limits)).unwrap();
+    let seven = digit("seven-a.png");
+    let (s, found) = call(
+        &app,
+        post("/v1/search", &[("image", "a.png", &seven)], &[("k", "500")]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(found["results"][0].as_array().unwrap().len(), 200);
+}
+
+#[tokio::test]
 async fn concurrent_requests_are_all_answered_each_with_its_own_result() {
     let app = service(false);
     let (a, b, two) = (digit("seven-a.png"), digit("seven-b.png"), digit("two.png"));
