@@ -198,8 +198,8 @@ impl Engine {
         self.index.as_ref().ok_or_else(no_index)
     }
 
-    /// PNG data URLs of the gallery images of `hits`, drawing those not yet
-    /// drawn in one read of their sources.
+    /// PNG data URLs of the gallery images of `hits` (None where they cannot
+    /// be read), drawing those not yet drawn in one read of their sources.
     fn thumbnails(&mut self, hits: &[Hit]) -> Result<Vec<Option<String>>, ApiError> {
         let missing: Vec<&Hit> = hits
             .iter()
@@ -207,10 +207,15 @@ impl Engine {
             .collect();
         if !missing.is_empty() {
             let sources: Vec<String> = missing.iter().map(|h| h.source.clone()).collect();
-            let images = gallery::images_of(&sources, &self.run, &self.data)
-                .map_err(|e| ApiError::internal(format!("reading gallery images: {e}")))?;
-            for (i, hit) in missing.iter().enumerate() {
-                self.thumbnails.insert(hit.item, png_data_url(&images, i)?);
+            // Gallery images the server cannot read (moved files, a dataset
+            // outside --data-dir) cost the answer its pictures, not its hits.
+            match gallery::images_of(&sources, &self.run, &self.data) {
+                Ok(images) => {
+                    for (i, hit) in missing.iter().enumerate() {
+                        self.thumbnails.insert(hit.item, png_data_url(&images, i)?);
+                    }
+                }
+                Err(e) => tracing::warn!("search results go without thumbnails: {e}"),
             }
         }
         Ok(hits

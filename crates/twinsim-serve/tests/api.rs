@@ -478,6 +478,55 @@ async fn a_k_larger_than_the_gallery_gets_the_whole_gallery() {
 }
 
 #[tokio::test]
+async fn a_gallery_whose_files_are_gone_answers_without_thumbnails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = ["seven-a.png", "two.png"]
+        .iter()
+        .map(|name| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, digit(name)).unwrap();
+            path
+        })
+        .collect();
+    let (model, _) = fixture();
+    let run = Run::open(model, tch::Device::Cpu).unwrap();
+    let g = Gallery::files(&files, "digit", &run.model).unwrap();
+    let embedded = gallery::embed(
+        &run.model,
+        &g,
+        &indicatif::ProgressBar::hidden(),
+        &World::single(),
+    )
+    .unwrap();
+    let mut index = Index::new(&run.model, model, Backend::Exact);
+    index.add(&embedded, &g.labels, g.sources.clone()).unwrap();
+    let index_path = tmp.path().join("files.tsi");
+    file::save(&index, &index_path).unwrap();
+    for f in &files {
+        std::fs::remove_file(f).unwrap();
+    }
+    let app = app(&ServeConfig {
+        index: Some(index_path),
+        ..config(false, Limits::default())
+    })
+    .unwrap();
+    let seven = digit("seven-a.png");
+    let (s, found) = call(
+        &app,
+        post(
+            "/v1/search",
+            &[("image", "a.png", &seven)],
+            &[("thumbnails", "true")],
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    let hits = found["results"][0].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "k = 8 clamped to the 2 images");
+    assert!(hits.iter().all(|h| h.get("thumbnail").is_none()), "{found}");
+}
+
+#[tokio::test]
 async fn concurrent_requests_are_all_answered_each_with_its_own_result() {
     let app = service(false);
     let (a, b, two) = (digit("seven-a.png"), digit("seven-b.png"), digit("two.png"));
