@@ -53,18 +53,18 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
             ..Subset::default()
         };
         let g = Gallery::dataset(&run, "mnist-sample:test", &subset, &data).unwrap();
-        let embedded = gallery::embed(
-            &run.model,
-            &g,
-            &indicatif::ProgressBar::hidden(),
-            &World::single(),
-        )
-        .unwrap();
-        let mut index = Index::new(&run.model, &model, Backend::Exact);
-        index.add(&embedded, &g.labels, g.sources.clone()).unwrap();
-        file::save(&index, &index_path).unwrap();
+        save_index(&run, &g, &index_path);
         (model, index_path)
     })
+}
+
+/// An exact index of `g` embedded by `run`'s model, written to `path`.
+fn save_index(run: &Run, g: &Gallery, path: &Path) {
+    let bar = indicatif::ProgressBar::hidden();
+    let embedded = gallery::embed(&run.model, g, &bar, &World::single()).unwrap();
+    let mut index = Index::new(&run.model, &run.dir, Backend::Exact);
+    index.add(&embedded, &g.labels, g.sources.clone()).unwrap();
+    file::save(&index, path).unwrap();
 }
 
 fn config(index: bool, limits: Limits) -> ServeConfig {
@@ -133,6 +133,15 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     (status, value)
 }
 
+/// `POST /v1/compare` of `a` and `b`.
+async fn compare(app: &Router, a: &[u8], b: &[u8]) -> (StatusCode, Value) {
+    call(
+        app,
+        post("/v1/compare", &[("a", "a.png", a), ("b", "b.png", b)], &[]),
+    )
+    .await
+}
+
 /// Asserts a refusal: `status`, a JSON error containing `needle`, a hint.
 fn refused((status, body): (StatusCode, Value), want: StatusCode, needle: &str) {
     assert_eq!(status, want, "{body}");
@@ -181,22 +190,10 @@ async fn health_model_and_openapi_describe_the_server() {
 async fn compare_scores_two_uploads_with_the_calibrated_threshold() {
     let app = service(false);
     let (a, b, two) = (digit("seven-a.png"), digit("seven-b.png"), digit("two.png"));
-    let (s, same) = call(
-        &app,
-        post("/v1/compare", &[("a", "a.png", &a), ("b", "b.png", &b)], &[]),
-    )
-    .await;
+    let (s, same) = compare(&app, &a, &b).await;
     assert_eq!(s, StatusCode::OK, "{same}");
-    let (_, other) = call(
-        &app,
-        post("/v1/compare", &[("a", "a.png", &a), ("b", "two.png", &two)], &[]),
-    )
-    .await;
-    let (_, itself) = call(
-        &app,
-        post("/v1/compare", &[("a", "a.png", &a), ("b", "a.png", &a)], &[]),
-    )
-    .await;
+    let (_, other) = compare(&app, &a, &two).await;
+    let (_, itself) = compare(&app, &a, &a).await;
     let sim = |v: &Value| v["similarity"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&sim(&same)) && (0.0..=1.0).contains(&sim(&other)));
     assert!(
@@ -311,13 +308,19 @@ fn futures_stream(
     futures_util::stream::iter(chunks)
 }
 
+/// A blank 28x28 grey image encoded as `format`.
+fn blank(format: image::ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::DynamicImage::new_luma8(28, 28)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), format)
+        .unwrap();
+    bytes
+}
+
 /// A small real PNG whose header is rewritten to declare `w` x `h` pixels:
 /// a decompression bomb as far as its header goes.
 fn png_declaring(w: u32, h: u32) -> Vec<u8> {
-    let mut png = Vec::new();
-    image::DynamicImage::new_luma8(28, 28)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    let mut png = blank(image::ImageFormat::Png);
     // Signature (8), IHDR length (4), "IHDR" at 12..16, width and height at 16..24.
     png[16..20].copy_from_slice(&w.to_be_bytes());
     png[20..24].copy_from_slice(&h.to_be_bytes());
@@ -345,53 +348,46 @@ fn crc32(bytes: &[u8]) -> u32 {
 async fn bad_uploads_are_4xx_with_a_json_error_and_a_hint() {
     let app = service(false);
     let seven = digit("seven-a.png");
-    let compare = |a: &[u8], b: &[u8]| post("/v1/compare", &[("a", "a.png", a), ("b", "b.png", b)], &[]);
     // A decompression bomb: 100,000 x 100,000 pixels declared in a tiny file.
     refused(
-        call(&app, compare(&seven, &png_declaring(100_000, 100_000))).await,
+        compare(&app, &seven, &png_declaring(100_000, 100_000)).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "too large",
     );
     // Truncated PNG and JPEG.
     refused(
-        call(&app, compare(&seven, &seven[..seven.len() / 2])).await,
+        compare(&app, &seven, &seven[..seven.len() / 2]).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "cannot be decoded",
     );
-    let mut jpeg = Vec::new();
-    image::DynamicImage::new_luma8(28, 28)
-        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
-        .unwrap();
+    let jpeg = blank(image::ImageFormat::Jpeg);
     refused(
-        call(&app, compare(&seven, &jpeg[..jpeg.len() - 40])).await,
+        compare(&app, &seven, &jpeg[..jpeg.len() - 40]).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "truncated",
     );
     // Formats outside the allow-list, whatever their names say.
-    let mut tiff = Vec::new();
-    image::DynamicImage::new_luma8(28, 28)
-        .write_to(&mut std::io::Cursor::new(&mut tiff), image::ImageFormat::Tiff)
-        .unwrap();
+    let tiff = blank(image::ImageFormat::Tiff);
     refused(
-        call(&app, compare(&seven, &tiff)).await,
+        compare(&app, &seven, &tiff).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "Tiff",
     );
     let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><rect width="28" height="28"/></svg>"#;
     refused(
-        call(&app, compare(&seven, svg)).await,
+        compare(&app, &seven, svg).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "not an image",
     );
     let eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto 28 28 lineto stroke\n";
     refused(
-        call(&app, compare(&seven, eps)).await,
+        compare(&app, &seven, eps).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "not an image",
     );
     // Empty file, missing field, not multipart at all.
     refused(
-        call(&app, compare(&seven, b"")).await,
+        compare(&app, &seven, b"").await,
         StatusCode::BAD_REQUEST,
         "is empty",
     );
@@ -491,17 +487,8 @@ async fn a_gallery_whose_files_are_gone_answers_without_thumbnails() {
     let (model, _) = fixture();
     let run = Run::open(model, tch::Device::Cpu).unwrap();
     let g = Gallery::files(&files, "digit", &run.model).unwrap();
-    let embedded = gallery::embed(
-        &run.model,
-        &g,
-        &indicatif::ProgressBar::hidden(),
-        &World::single(),
-    )
-    .unwrap();
-    let mut index = Index::new(&run.model, model, Backend::Exact);
-    index.add(&embedded, &g.labels, g.sources.clone()).unwrap();
     let index_path = tmp.path().join("files.tsi");
-    file::save(&index, &index_path).unwrap();
+    save_index(&run, &g, &index_path);
     for f in &files {
         std::fs::remove_file(f).unwrap();
     }
@@ -530,30 +517,13 @@ async fn a_gallery_whose_files_are_gone_answers_without_thumbnails() {
 async fn concurrent_requests_are_all_answered_each_with_its_own_result() {
     let app = service(false);
     let (a, b, two) = (digit("seven-a.png"), digit("seven-b.png"), digit("two.png"));
-    let (_, alone_same) = call(
-        &app,
-        post("/v1/compare", &[("a", "a.png", &a), ("b", "b.png", &b)], &[]),
-    )
-    .await;
-    let (_, alone_other) = call(
-        &app,
-        post("/v1/compare", &[("a", "a.png", &a), ("b", "b.png", &two)], &[]),
-    )
-    .await;
+    let (_, alone_same) = compare(&app, &a, &b).await;
+    let (_, alone_other) = compare(&app, &a, &two).await;
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let app = app.clone();
             let (a, other) = (a.clone(), if i % 2 == 0 { b.clone() } else { two.clone() });
-            tokio::spawn(async move {
-                (
-                    i,
-                    call(
-                        &app,
-                        post("/v1/compare", &[("a", "a.png", &a), ("b", "b.png", &other)], &[]),
-                    )
-                    .await,
-                )
-            })
+            tokio::spawn(async move { (i, compare(&app, &a, &other).await) })
         })
         .collect();
     for t in tasks {
