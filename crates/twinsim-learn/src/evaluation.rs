@@ -10,6 +10,10 @@
 //! - `class-disjoint`: as `gallery`, on the classes the model never saw.
 //!
 //! Pair verification uses balanced random pairs of query images.
+//!
+//! With a gallery, [`EvalOptions::expansion`] re-ranks every embedder with
+//! the gallery's unlabelled context (DBA and query expansion, see
+//! [`crate::expansion`]) before any metric is computed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +25,7 @@ use twinsim_data::{Dataset, LoadOptions, SplitName};
 
 use crate::calibration::Calibration;
 use crate::distributed::World;
+use crate::expansion::Expansion;
 use crate::metrics::{verification, Calculator, Retrieval, Verification};
 use crate::model::{Distance, Embedding, Model};
 use crate::run::{Classes, Run};
@@ -97,6 +102,9 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Also measure the reference points.
     pub baselines: bool,
+    /// Gallery context added to every embedder's embeddings (off by
+    /// default).
+    pub expansion: Expansion,
 }
 
 impl Default for EvalOptions {
@@ -108,6 +116,7 @@ impl Default for EvalOptions {
             pairs: 10_000,
             seed: 0,
             baselines: true,
+            expansion: Expansion::default(),
         }
     }
 }
@@ -207,6 +216,21 @@ pub struct Setup {
     pub gallery: usize,
     pub distance: &'static str,
     pub pairs: usize,
+    /// The gallery context, when one was added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<Expansion>,
+}
+
+impl Setup {
+    /// The evaluation's key in [`METRICS_FILE`]: the protocol, with the
+    /// gallery context when there is one, so that evaluations with and
+    /// without it are both kept.
+    pub fn key(&self) -> String {
+        match self.expansion {
+            Some(e) => format!("{}+dba{}+qe{}", self.protocol, e.dba, e.query),
+            None => self.protocol.to_string(),
+        }
+    }
 }
 
 /// A whole evaluation: the model's metrics (at the top level, so the keys
@@ -238,12 +262,12 @@ pub fn recorded(run_dir: &Path) -> serde_json::Map<String, serde_json::Value> {
     })
 }
 
-/// Stores `result` under its protocol in `run_dir`'s [`METRICS_FILE`],
+/// Stores `result` under its [`Setup::key`] in `run_dir`'s [`METRICS_FILE`],
 /// keeping the other protocols' entries; written atomically.
 pub fn record(run_dir: &Path, result: &Evaluation) -> Result<()> {
     let mut all = recorded(run_dir);
     let value = serde_json::to_value(result).expect("an evaluation serialises to JSON");
-    all.insert(result.setup.protocol.into(), value);
+    all.insert(result.setup.key(), value);
     let json = serde_json::to_vec_pretty(&all).expect("JSON values serialise");
     Ok(twinsim_data::atomic::write_bytes(
         &run_dir.join(METRICS_FILE),
@@ -266,6 +290,7 @@ pub fn evaluate_embedded(
 ) -> Result<Evaluation> {
     let start = Instant::now();
     let model = &run.model;
+    opts.expansion.check(model.card.distance)?;
     let calibration = model.calibration();
     let mut baselines = BTreeMap::new();
     let scores = score(emb, data, opts, calibration.as_ref())?;
@@ -301,6 +326,7 @@ pub fn evaluate_embedded(
             gallery: data.gallery.as_ref().map_or(data.queries.len(), Dataset::len),
             distance: model.card.distance.name(),
             pairs: opts.pairs,
+            expansion: (!opts.expansion.is_off()).then_some(opts.expansion),
         },
         model: scores,
         baselines,
@@ -308,14 +334,22 @@ pub fn evaluate_embedded(
     })
 }
 
-/// Every metric of `emb` on `data`; the pair decision uses `calibration`'s
-/// threshold when given.
+/// Every metric of `emb` on `data`, in the gallery context `opts` asks
+/// for; the pair decision uses `calibration`'s threshold when given and no
+/// context is added (context changes the similarities' scale).
 pub fn score(
     emb: &Embedded,
     data: &ProtocolData,
     opts: &EvalOptions,
     calibration: Option<&Calibration>,
 ) -> Result<Scores> {
+    let expanded;
+    let (emb, calibration) = if opts.expansion.is_off() {
+        (emb, calibration)
+    } else {
+        expanded = in_context(emb, opts.expansion)?;
+        (&expanded, None)
+    };
     let labels = |ds: &Dataset| tensor::labels_tensor(&ds.labels, Device::Cpu);
     let q_labels = labels(&data.queries);
     let g_labels = data.gallery.as_ref().map(labels);
@@ -351,5 +385,26 @@ pub fn score(
         pair_threshold,
         pair_threshold_rule: rule,
         tar_at_far: v.tar_at_far,
+    })
+}
+
+/// `emb` re-ranked with its gallery's context: the DBA gallery, and the
+/// queries expanded with it, compared by cosine. Euclidean embeddings (raw
+/// pixels) are L2-normalised first, so the reference points get the same
+/// context as the model.
+fn in_context(emb: &Embedded, expansion: Expansion) -> Result<Embedded> {
+    let Some(gallery) = emb.gallery.as_ref() else {
+        return Err(LearnError::config(
+            "DBA and query expansion need a gallery, and leave-one-out has none",
+            "use --protocol gallery or --protocol class-disjoint",
+        ));
+    };
+    let unit = |x: &Tensor| x / x.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-12);
+    let (queries, gallery) = (unit(&emb.queries), unit(gallery));
+    let augmented = expansion.augment_gallery(&gallery);
+    Ok(Embedded {
+        queries: expansion.expand(&queries, &gallery, &augmented),
+        gallery: Some(augmented),
+        distance: Distance::Cosine,
     })
 }

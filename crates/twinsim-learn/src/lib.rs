@@ -11,6 +11,7 @@ pub mod distributed;
 pub mod encoders;
 pub mod error;
 pub mod evaluation;
+pub mod expansion;
 pub mod fid;
 pub mod images;
 pub mod losses;

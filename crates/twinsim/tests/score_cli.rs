@@ -421,6 +421,41 @@ fn evaluate_reports_pml_metrics_beside_the_reference_points() {
 }
 
 #[test]
+fn evaluate_with_gallery_context_is_recorded_beside_the_plain_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = model_copy(tmp.path());
+    let evaluate = |extra: &[&str]| {
+        let (ok, out, err) = run(twinsim(tmp.path())
+            .args(["--json", "evaluate", "--no-baselines", "--pairs", "1000"])
+            .args(extra)
+            .arg(&copy));
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).expect("one JSON object")
+    };
+    let plain = evaluate(&[]);
+    let context = evaluate(&["--dba", "20", "--query-expansion", "10"]);
+    assert_eq!(context["setup"]["expansion"]["dba"], 20, "{context}");
+    assert_eq!(context["setup"]["expansion"]["query"], 10, "{context}");
+    assert!(plain["setup"].get("expansion").is_none(), "{plain}");
+    // Context changes the similarities' scale, so the calibrated threshold
+    // no longer applies.
+    assert_eq!(context["pair_threshold_rule"], "best-on-these-pairs");
+    assert_ne!(context["pair_roc_auc"], plain["pair_roc_auc"]);
+    let recorded: Value = serde_json::from_slice(&std::fs::read(copy.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(recorded["gallery"]["pair_roc_auc"], plain["pair_roc_auc"]);
+    assert_eq!(
+        recorded["gallery+dba20+qe10"]["pair_roc_auc"],
+        context["pair_roc_auc"]
+    );
+
+    // Leave-one-out has no gallery to take context from.
+    let (ok, _, err) = run(twinsim(tmp.path())
+        .args(["evaluate", "--protocol", "leave-one-out", "--dba", "20"])
+        .arg(&copy));
+    assert_user_error(ok, &err, "--protocol gallery");
+}
+
+#[test]
 fn report_writes_a_page_whose_pictures_all_exist() {
     let tmp = tempfile::tempdir().unwrap();
     let copy = model_copy(tmp.path());

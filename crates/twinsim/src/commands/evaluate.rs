@@ -5,6 +5,7 @@
 use twinsim_data::SplitName;
 use twinsim_learn::distributed::World;
 use twinsim_learn::evaluation::{self, EvalOptions, Evaluation, ProtocolData, Scores};
+use twinsim_learn::expansion::Expansion;
 use twinsim_learn::run::Run;
 
 use crate::cli::{EvaluateArgs, GlobalArgs};
@@ -19,6 +20,10 @@ pub fn run(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<()> {
         split: args.split.as_deref().map(parse_split).transpose()?,
         pairs: args.pairs,
         baselines: !args.no_baselines,
+        expansion: Expansion {
+            dba: args.dba,
+            query: args.query_expansion,
+        },
         ..EvalOptions::default()
     };
     let data = ProtocolData::load(&run, &opts, &super::data_options(global))?;
@@ -50,6 +55,12 @@ fn print_table(r: &Evaluation) {
         "{} on {}:{} ({} queries, gallery of {}, {} distance, {} pairs)",
         s.protocol, s.dataset, s.query_split, s.queries, s.gallery, s.distance, s.pairs
     );
+    if let Some(e) = s.expansion {
+        println!(
+            "gallery context: DBA over {} neighbours, query expansion with {} (every column, compared by cosine)",
+            e.dba, e.query
+        );
+    }
     let mut columns: Vec<(&str, &Scores)> = vec![("model", &r.model)];
     columns.extend(r.baselines.iter().map(|(name, s)| (*name, s)));
     print!("{:<30}", "metric");
