@@ -28,6 +28,10 @@ use crate::metrics::{blocks, CHUNK};
 use crate::model::Distance;
 use crate::{LearnError, Result};
 
+/// The most neighbour values (rows × k × D floats, 256 MB) one block of
+/// rows gathers.
+pub const BLOCK_VALUES: i64 = 64 << 20;
+
 /// How much gallery context to add; 0 turns a part off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Expansion {
@@ -87,13 +91,15 @@ impl Expansion {
 
 /// For each row x of `x` (N, D): the sum over its `k` nearest rows g of
 /// `gallery` (G, D) of max(0, x·g) times g's row of `values` (G, D); (N, D).
-/// `k` is capped at the gallery's size. Blocks of [`CHUNK`] rows bound the
-/// memory to CHUNK × k × D values.
+/// `k` is capped at the gallery's size. Rows go in blocks of at most
+/// [`CHUNK`], fewer when k × D is large, so a block's neighbours never hold
+/// more than [`BLOCK_VALUES`] values whatever `k` asks.
 fn weighted_neighbours(x: &Tensor, gallery: &Tensor, values: &Tensor, k: i64) -> Tensor {
     let (n, d) = (x.size()[0], x.size()[1]);
     let k = k.min(gallery.size()[0]);
+    let rows = (BLOCK_VALUES / (k * d).max(1)).clamp(1, CHUNK);
     let search = Search::new(gallery, Distance::Cosine, false);
-    let parts: Vec<Tensor> = blocks(n, CHUNK)
+    let parts: Vec<Tensor> = blocks(n, rows)
         .map(|(start, len)| {
             let block = x.narrow(0, start, len);
             let found = search.nearest(&block, start, k).reshape([-1]);

@@ -319,11 +319,13 @@ pub struct EvaluateArgs {
     /// similarity-weighted mean of its K nearest gallery items (no labels
     /// used). With --query-expansion, the gallery context that lets a model
     /// verify classes it never saw (e.g. --dba 400 --query-expansion 50).
-    #[arg(long, value_name = "K", default_value_t = 0)]
+    #[arg(long, value_name = "K", default_value_t = 0, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i64).range(0..))]
     pub dba: i64,
     /// Add to each query its K nearest gallery items' (DBA) embeddings,
     /// weighted by similarity, before every metric.
-    #[arg(long, value_name = "K", default_value_t = 0)]
+    #[arg(long, value_name = "K", default_value_t = 0, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i64).range(0..))]
     pub query_expansion: i64,
     #[command(flatten)]
     pub device: DeviceArgs,
