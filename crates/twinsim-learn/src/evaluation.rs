@@ -388,10 +388,8 @@ pub fn score(
     })
 }
 
-/// `emb` re-ranked with its gallery's context: the DBA gallery, and the
-/// queries expanded with it, compared by cosine. Euclidean embeddings (raw
-/// pixels) are L2-normalised first, so the reference points get the same
-/// context as the model.
+/// `emb` re-ranked with its gallery's context (see [`Expansion::apply`]),
+/// compared by cosine.
 fn in_context(emb: &Embedded, expansion: Expansion) -> Result<Embedded> {
     let Some(gallery) = emb.gallery.as_ref() else {
         return Err(LearnError::config(
@@ -399,12 +397,10 @@ fn in_context(emb: &Embedded, expansion: Expansion) -> Result<Embedded> {
             "use --protocol gallery or --protocol class-disjoint",
         ));
     };
-    let unit = |x: &Tensor| x / x.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-12);
-    let (queries, gallery) = (unit(&emb.queries), unit(gallery));
-    let augmented = expansion.augment_gallery(&gallery);
+    let (queries, gallery) = expansion.apply(&emb.queries, gallery);
     Ok(Embedded {
-        queries: expansion.expand(&queries, &gallery, &augmented),
-        gallery: Some(augmented),
+        queries,
+        gallery: Some(gallery),
         distance: Distance::Cosine,
     })
 }

@@ -69,9 +69,19 @@ impl Expansion {
         Ok(())
     }
 
+    /// `queries` (N, D) and `gallery` (G, D) in the gallery's context:
+    /// (expanded queries (N, D), DBA gallery (G, D)), to be compared by
+    /// cosine. Both are L2-normalised first, so Euclidean embeddings (raw
+    /// pixels as a reference point) can be given the same context.
+    pub fn apply(&self, queries: &Tensor, gallery: &Tensor) -> (Tensor, Tensor) {
+        let (queries, gallery) = (normalise(queries), normalise(gallery));
+        let augmented = self.augment_gallery(&gallery);
+        (self.expand(&queries, &gallery, &augmented), augmented)
+    }
+
     /// The DBA embeddings of `gallery` (G, D), L2-normalised: (G, D). The
     /// gallery itself when DBA is off.
-    pub fn augment_gallery(&self, gallery: &Tensor) -> Tensor {
+    fn augment_gallery(&self, gallery: &Tensor) -> Tensor {
         if self.dba == 0 {
             return gallery.shallow_clone();
         }
@@ -81,7 +91,7 @@ impl Expansion {
     /// `queries` (N, D) expanded with their nearest items of `gallery`
     /// (G, D), whose DBA embeddings are `augmented` (G, D): (N, D),
     /// L2-normalised. The queries themselves when query expansion is off.
-    pub fn expand(&self, queries: &Tensor, gallery: &Tensor, augmented: &Tensor) -> Tensor {
+    fn expand(&self, queries: &Tensor, gallery: &Tensor, augmented: &Tensor) -> Tensor {
         if self.query == 0 {
             return queries.shallow_clone();
         }
