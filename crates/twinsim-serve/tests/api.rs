@@ -43,6 +43,7 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
             },
             resume: None,
             data: data.clone(),
+            test_each_epoch: false,
             progress: false,
             world: Rc::new(World::single()),
         })

@@ -430,6 +430,11 @@ pub struct TrainArgs {
     /// Write the run's report (RUN_DIR/report/report.html) when training ends.
     #[arg(long)]
     pub report: bool,
+    /// Also measure test Precision@1 after every epoch (time to quality:
+    /// metrics.jsonl keeps it beside the training seconds; not counted as
+    /// training time).
+    #[arg(long)]
+    pub test_each_epoch: bool,
     #[command(flatten)]
     pub folder: FolderArgs,
 }

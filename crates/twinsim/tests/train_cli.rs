@@ -78,6 +78,39 @@ fn training_writes_a_complete_run_directory() {
 }
 
 #[test]
+fn a_test_after_every_epoch_records_time_to_quality_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let (ok, stdout, err) = run(twinsim(tmp.path())
+            .args(SMALL)
+            .args(BATCH)
+            .args(["--epochs", "2", "--json"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out));
+        assert!(ok, "{err}");
+        let summary: Value = serde_json::from_str(&stdout).expect("one JSON object");
+        (metrics_lines(&out), summary)
+    };
+    let (plain, _) = train("plain", &[]);
+    let (tested, summary) = train("tested", &["--test-each-epoch"]);
+    for (p, t) in plain.iter().zip(&tested) {
+        assert!(p.get("test_precision_at_1").is_none(), "{p}");
+        // Measuring draws nothing the training draws: the same losses.
+        assert_eq!(p["loss"], t["loss"]);
+        assert_eq!(p["val_precision_at_1"], t["val_precision_at_1"]);
+    }
+    let last = tested.last().unwrap()["test_precision_at_1"].as_f64().unwrap();
+    assert!(
+        tested[0]["test_precision_at_1"].as_f64().unwrap() > 0.3,
+        "{tested:?}"
+    );
+    // The last epoch's figure is the final protocol's: the summary's.
+    assert_eq!(Some(last), summary["test_precision_at_1"].as_f64());
+}
+
+#[test]
 fn a_run_killed_mid_epoch_resumes_to_the_same_result() {
     let tmp = tempfile::tempdir().unwrap();
     let args = |out: &Path| {
@@ -181,6 +214,14 @@ fn configurations_that_cannot_work_fail_before_training() {
         ),
         (vec!["--device".into(), "cuda:7".into()], "cuda:7"),
         (vec!["--embedding".into(), "pixels".into()], "unknown embedding"),
+        (
+            vec![
+                "--embedding".into(),
+                "features".into(),
+                "--test-each-epoch".into(),
+            ],
+            "whitened only when training ends",
+        ),
     ];
     for (extra, needle) in cases {
         let out = tmp

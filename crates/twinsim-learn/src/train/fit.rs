@@ -45,6 +45,10 @@ pub struct TrainRequest {
     pub data: LoadOptions,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Also measure test Precision@1 (the final protocol) after every
+    /// epoch, for time-to-quality curves; the measuring is not counted as
+    /// training time and does not change the training.
+    pub test_each_epoch: bool,
     /// The data-parallel job this process is a rank of ([`World::single`]
     /// when it trains alone). Only rank 0 writes the run directory.
     pub world: Rc<World>,
@@ -135,6 +139,9 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     )?;
     check_pairs(&cfg)?;
     check_embedding(&cfg)?;
+    if req.test_each_epoch {
+        check_test_each_epoch(&cfg, test.as_ref())?;
+    }
     let augment = Augment::parse(&cfg.augment, fit.images.shape().channels as i64)?;
     let precision = Precision::new(&cfg.precision, device)?;
     let steps_per_epoch = sampler.epoch(0).len() as u64;
@@ -181,6 +188,7 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         )
         .on(device),
     };
+    let gallery = split::apply(train_base, SplitName::Train, &data.selection)?;
     for epoch in progress.epochs_done..cfg.epochs {
         let (loss, seconds, images) = loop_.epoch(epoch, &mut parts, &mut progress.steps)?;
         average_statistics(&parts.model, world);
@@ -191,6 +199,12 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
             epoch: epoch + 1,
             loss,
             val_precision_at_1: with_average(&mut parts, |p| validate(&p.model, &val, world)),
+            test_precision_at_1: match (&test, req.test_each_epoch) {
+                (Some(test), true) => Some(with_average(&mut parts, |p| {
+                    test_precision(&p.model, &gallery, test, world)
+                })),
+                _ => None,
+            },
             lr: schedule.lr(progress.steps.saturating_sub(1)),
             epoch_seconds: seconds,
             train_seconds: progress.train_seconds,
@@ -209,7 +223,6 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         }
         epochs.push(m);
     }
-    let gallery = split::apply(train_base, SplitName::Train, &data.selection)?;
     finish(
         dir,
         cfg,
@@ -440,6 +453,41 @@ fn copy_into<'a>(dst: &[(String, Tensor)], src: impl Iterator<Item = &'a Tensor>
     });
 }
 
+/// Precision@1 of `test`'s images as queries against `gallery`'s (the
+/// standard protocol), embedded by `model`.
+fn test_precision(model: &Model, gallery: &Dataset, test: &Dataset, world: &World) -> f64 {
+    let g = world.embed_images(model, &gallery.images, EVAL_BATCH);
+    let q = world.embed_images(model, &test.images, EVAL_BATCH);
+    metrics::precision_at_1(
+        &q,
+        &tensor::labels_tensor(&test.labels, Device::Cpu),
+        &g,
+        &tensor::labels_tensor(&gallery.labels, Device::Cpu),
+        model.card.distance,
+        false,
+    )
+}
+
+/// Refuses a test after every epoch that cannot be made: without a test
+/// split, or with whitened features, which are fitted once training ends
+/// (fitting them each epoch would draw from the random generator that
+/// training draws from, and so change the run).
+fn check_test_each_epoch(cfg: &TrainConfig, test: Option<&Dataset>) -> Result<()> {
+    if test.is_none() {
+        return Err(LearnError::config(
+            "--test-each-epoch needs a test split, and this image folder has none",
+            "add a test/ folder beside train/, or train without --test-each-epoch",
+        ));
+    }
+    if cfg.embedding == "features" {
+        return Err(LearnError::config(
+            "--test-each-epoch measures the head's embedding, but --embedding features is whitened only when training ends",
+            "train without --test-each-epoch (the final test Precision@1 is still measured)",
+        ));
+    }
+    Ok(())
+}
+
 /// Precision@1 of the validation split against itself, leave-one-out.
 fn validate(model: &Model, val: &Dataset, world: &World) -> f64 {
     let emb = world.embed_images(model, &val.images, EVAL_BATCH);
@@ -633,19 +681,7 @@ fn finish(
             }
             p.model.save(&dir.path)?;
         }
-        let Some(test) = test else {
-            return Ok(None);
-        };
-        let g = world.embed_images(&p.model, &gallery.images, EVAL_BATCH);
-        let q = world.embed_images(&p.model, &test.images, EVAL_BATCH);
-        Ok(Some(metrics::precision_at_1(
-            &q,
-            &tensor::labels_tensor(&test.labels, Device::Cpu),
-            &g,
-            &tensor::labels_tensor(&gallery.labels, Device::Cpu),
-            p.model.card.distance,
-            false,
-        )))
+        Ok(test.map(|test| test_precision(&p.model, &gallery, &test, world)))
     })?;
     let summary = RunSummary {
         run_dir: dir.path.clone(),

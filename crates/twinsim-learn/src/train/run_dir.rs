@@ -19,6 +19,10 @@ pub struct EpochMetrics {
     pub loss: f64,
     /// Precision@1 on the held-out validation split (leave-one-out).
     pub val_precision_at_1: f64,
+    /// Precision@1 of the test images against the training images, when
+    /// the run was asked for it after every epoch (`--test-each-epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_precision_at_1: Option<f64>,
     /// Learning rate at the end of the epoch.
     pub lr: f64,
     /// Wall time of the epoch's training steps, in seconds.

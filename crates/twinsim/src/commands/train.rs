@@ -33,6 +33,7 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         resume: args.resume.clone(),
         data,
         progress: !global.quiet && std::io::stderr().is_terminal(),
+        test_each_epoch: args.test_each_epoch,
         world: world.clone(),
     })?;
     if !world.is_root() {
@@ -45,11 +46,12 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
     if global.json {
         return print_json(&summary);
     }
-    println!("epoch  loss      val P@1   seconds  images/s");
+    println!("epoch  loss      val P@1   test P@1  seconds  images/s");
     for e in &summary.epochs {
+        let test = e.test_precision_at_1.map_or("-".into(), |p| format!("{p:.4}"));
         println!(
-            "{:>5}  {:<8.4}  {:<8.4}  {:>7.1}  {:>8.0}",
-            e.epoch, e.loss, e.val_precision_at_1, e.epoch_seconds, e.images_per_second
+            "{:>5}  {:<8.4}  {:<8.4}  {:<8}  {:>7.1}  {:>8.0}",
+            e.epoch, e.loss, e.val_precision_at_1, test, e.epoch_seconds, e.images_per_second
         );
     }
     match summary.test_precision_at_1 {
