@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Turns benchmarks/speed.sh's results into markdown (docs/benchmarks.md):
 # one row per run (training wall time, images/s, Precision@1, MAP@R, pair
-# ROC-AUC), the medians per system over its seeds, each twinsim recipe's
+# ROC-AUC), the medians per system over its seeds, twinsim's time to test
+# Precision@1 0.99 and 0.995 (from its per-epoch tests), each twinsim recipe's
 # ratios against each Python peer on the same dataset (training time,
 # images/s, Precision@1 difference, from the medians), and the machine.
 #
@@ -54,6 +55,23 @@ def main():
               f"{spread(col('images_per_second'), '.0f')} | {metrics} |")
 
     ours = [n for n, rs in systems.items() if not is_peer(rs[0])]
+    timed = [n for n in ours if "time_to" in systems[n][0]]
+    if timed:
+        print("\nTime to quality: training seconds until the first epoch whose test "
+              "Precision@1 reached the level, median over the seeds (min-max).\n")
+        print("| system | runs | to P@1 0.99 | to P@1 0.995 |")
+        print("|---|---:|---:|---:|")
+        for name in timed:
+            rs = systems[name]
+            cells = []
+            for level in ("0.99", "0.995"):
+                reached = [r["time_to"][level] for r in rs if r["time_to"][level] is not None]
+                cell = spread(reached, ".1f") + " s" if reached else "never"
+                if 0 < len(reached) < len(rs):
+                    cell += f" ({len(rs) - len(reached)} of {len(rs)} never)"
+                cells.append(cell)
+            print(f"| {name} | {len(rs)} | {cells[0]} | {cells[1]} |")
+
     peers = [n for n, rs in systems.items() if is_peer(rs[0])]
     dataset = lambda n: systems[n][0].get("dataset", "mnist")
     pairs = [(t, p) for t in ours for p in peers if dataset(t) == dataset(p)]
