@@ -16,9 +16,10 @@
 //!   their similarity, and renormalises.
 //!
 //! No label is used. On MNIST trained on digits 0-4, this raised the pair
-//! ROC-AUC on 5-9 from about 0.94 to about 0.985 with a gallery of the
-//! 29,404 unlabelled training images of 5-9 (docs/benchmarks.md, "New
-//! classes without retraining").
+//! ROC-AUC on 5-9 from 0.939 to 0.987 (medians of 3) with a gallery of the
+//! 29,404 unlabelled training images of 5-9, and a gallery of 200 of them
+//! was enough for 0.98 (docs/benchmarks.md, "New classes without
+//! retraining").
 
 use serde::Serialize;
 use tch::{Kind, Tensor};
@@ -235,10 +236,9 @@ mod tests {
         let centres = Tensor::from_slice(&rng.take(4 * 32)).view([4, 32]);
         let (gallery, _) = around(&centres, 300, 2.0, &mut rng);
         let (queries, labels) = around(&centres, 40, 2.0, &mut rng);
-        let context = Expansion { dba: 50, query: 20 };
-        let augmented = context.augment_gallery(&gallery);
+        let (expanded, _) = Expansion { dba: 50, query: 20 }.apply(&queries, &gallery);
         let plain = pair_auc(&queries, &labels);
-        let expanded = pair_auc(&context.expand(&queries, &gallery, &augmented), &labels);
+        let expanded = pair_auc(&expanded, &labels);
         assert!(plain < 0.95, "the clusters are meant to overlap: {plain}");
         assert!(expanded > plain + 0.03, "plain {plain}, with context {expanded}");
     }
