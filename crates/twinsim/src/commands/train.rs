@@ -46,12 +46,19 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
     if global.json {
         return print_json(&summary);
     }
-    println!("epoch  loss      val P@1   test P@1  seconds  images/s");
+    // The test column only for a run tested after every epoch.
+    let tested = summary.epochs.iter().any(|e| e.test_precision_at_1.is_some());
+    let test_head = if tested { "test P@1  " } else { "" };
+    println!("epoch  loss      val P@1   {test_head}seconds  images/s");
     for e in &summary.epochs {
-        let test = e.test_precision_at_1.map_or("-".into(), |p| format!("{p:.4}"));
+        let test = match e.test_precision_at_1 {
+            Some(p) => format!("{p:<8.4}  "),
+            None if tested => format!("{:<8}  ", "-"),
+            None => String::new(),
+        };
         println!(
-            "{:>5}  {:<8.4}  {:<8.4}  {:<8}  {:>7.1}  {:>8.0}",
-            e.epoch, e.loss, e.val_precision_at_1, test, e.epoch_seconds, e.images_per_second
+            "{:>5}  {:<8.4}  {:<8.4}  {test}{:>7.1}  {:>8.0}",
+            e.epoch, e.loss, e.val_precision_at_1, e.epoch_seconds, e.images_per_second
         );
     }
     match summary.test_precision_at_1 {
