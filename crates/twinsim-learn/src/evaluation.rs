@@ -129,8 +129,10 @@ pub struct ProtocolData {
 
 impl ProtocolData {
     /// Loads the images `opts` asks for, with the run's conversion and
-    /// validation split.
+    /// validation split; refuses a gallery context the model cannot take
+    /// before anything is read or embedded.
     pub fn load(run: &Run, opts: &EvalOptions, base: &LoadOptions) -> Result<ProtocolData> {
+        opts.expansion.check(run.model.card.distance)?;
         let dataset = opts.dataset.as_deref();
         let split = match opts.split {
             Some(s) => s,
@@ -290,7 +292,6 @@ pub fn evaluate_embedded(
 ) -> Result<Evaluation> {
     let start = Instant::now();
     let model = &run.model;
-    opts.expansion.check(model.card.distance)?;
     let calibration = model.calibration();
     let mut baselines = BTreeMap::new();
     let scores = score(emb, data, opts, calibration.as_ref())?;
