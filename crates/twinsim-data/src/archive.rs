@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
@@ -201,7 +201,7 @@ fn walk(
     limits: &Limits,
     mut visit: impl FnMut(Member, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
-    let file = File::open(archive).map_err(|e| DataError::io(archive, e))?;
+    let file = read::open_file(archive)?;
     let mut source = BufReader::with_capacity(1 << 20, file);
     let gzipped = read::is_gzip(source.fill_buf().map_err(|e| DataError::io(archive, e))?);
     let budget = Rc::new(Budget::new());

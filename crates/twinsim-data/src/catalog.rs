@@ -211,3 +211,17 @@ pub const DATASETS: &[DatasetInfo] = &[
 pub fn find(name: &str) -> Option<&'static DatasetInfo> {
     DATASETS.iter().find(|d| d.name == name)
 }
+
+/// True when `path` is, or lies inside, a file that some named dataset is
+/// published as (or the folder its archive unpacks to): one a fresh download
+/// can replace.
+pub fn is_published(path: &std::path::Path) -> bool {
+    let published = |name: &str| {
+        DATASETS
+            .iter()
+            .flat_map(|d| d.files)
+            .any(|f| name == f.name || f.extracted == Some(name) || f.name.strip_suffix(".gz") == Some(name))
+    };
+    path.components()
+        .any(|c| published(&c.as_os_str().to_string_lossy()))
+}

@@ -26,6 +26,12 @@ pub struct ImageShape {
 }
 
 impl ImageShape {
+    /// The largest height or width of the images twinsim trains on and
+    /// converts to: 32 times CIFAR's side, and few enough pixels (a million)
+    /// that a batch of them still fits in memory. Model cards and image
+    /// sizes beyond it are refused.
+    pub const MAX_SIDE: usize = 1024;
+
     /// Bytes in one image: C·H·W.
     pub fn len(&self) -> usize {
         self.channels * self.height * self.width

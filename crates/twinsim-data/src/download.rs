@@ -186,7 +186,7 @@ fn verify(url: &str, tmp: &Path, checksum: &Checksum) -> Result<()> {
 /// MD5 of a file, streamed: CIFAR tarballs are too large to hash in memory twice.
 fn md5_file(path: &Path) -> Result<String> {
     let mut hasher = Md5::new();
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut file = crate::read::open_file(path)?;
     std::io::copy(&mut file, &mut hasher).map_err(|e| DataError::io(path, e))?;
     Ok(hex(&hasher.finalize()))
 }

@@ -34,6 +34,10 @@ pub enum DataError {
     /// larger than the decoder limits.
     #[error("{}: refused: {reason}", path.display())]
     Refused { path: PathBuf, reason: String },
+    /// A path that must be a regular file is a folder, a FIFO, a socket or a
+    /// device (`/dev/zero` would be read without end, a FIFO would block).
+    #[error("{}: is {kind}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
     /// A single image (a query, one side of a pair) that cannot be used.
     #[error("{}: {reason}", path.display())]
     BadImage {
@@ -63,11 +67,18 @@ impl DataError {
     /// What the user can do to fix the problem, when twinsim knows.
     pub fn hint(&self) -> Option<String> {
         match self {
-            DataError::Io { .. } => None,
-            DataError::Corrupt { path, .. } | DataError::Checksum { path, .. } => Some(format!(
-                "the file is damaged or not the published one: delete {} and run again to download a fresh copy",
-                path.display()
-            )),
+            DataError::Io { source, .. } => io_hint(source),
+            DataError::Corrupt { path, .. } | DataError::Checksum { path, .. } => Some(if crate::catalog::is_published(path) {
+                format!(
+                    "the file is damaged or not the published one: delete {} and run again to download a fresh copy",
+                    path.display()
+                )
+            } else {
+                "the file is damaged or not in the format expected: pass a complete file of the right kind".into()
+            }),
+            DataError::NotAFile { .. } => {
+                Some("pass the path of a regular file (folders, FIFOs and devices are not read)".into())
+            }
             DataError::Refused { .. } => Some(
                 "this file is not one twinsim can read safely; obtain the dataset from its official source".into(),
             ),
@@ -98,9 +109,16 @@ impl DataError {
                 s += "  put the files in one of those folders, or pass --data-dir DIR (or set TWINSIM_DATA)";
                 Some(s)
             }
-            DataError::BadImage { .. } => Some(
-                "pass a PNG, JPEG, BMP, WebP, GIF or TIFF image of at most 64 megapixels; any size and colour is converted to the model's".into(),
-            ),
+            DataError::BadImage { reason, .. } => Some(match reason {
+                crate::folder::SkipReason::TooLarge(_) => format!(
+                    "resize the image: twinsim reads images of at most 64 megapixels and {} pixels a side",
+                    crate::folder::MAX_SIDE
+                ),
+                crate::folder::SkipReason::Unreadable(_) => {
+                    "pass the path of an image file you may read (not a folder, FIFO or device)".into()
+                }
+                _ => "pass a PNG, JPEG, BMP, WebP, GIF or TIFF image; any size and colour is converted to the model's".into(),
+            }),
             DataError::Download { .. } => {
                 Some("check the network, or download the file by hand and pass --data-dir".into())
             }
@@ -146,5 +164,22 @@ impl DataError {
             reason: reason.into(),
             hint: hint.into(),
         }
+    }
+}
+
+/// What to do about the operating system's refusals that a user can fix.
+fn io_hint(e: &std::io::Error) -> Option<String> {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => Some("check the path: no such file or folder".into()),
+        ErrorKind::PermissionDenied => {
+            Some("check the file's permissions, or use a path you may read and write".into())
+        }
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            Some("the disk is full: free some space, or write somewhere else".into())
+        }
+        ErrorKind::ReadOnlyFilesystem => Some("the disk is read-only: write somewhere else".into()),
+        ErrorKind::IsADirectory => Some("pass a file's path, not a folder's".into()),
+        _ => None,
     }
 }

@@ -78,7 +78,9 @@ pub fn load_official(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Dataset> 
 fn load_idx(info: &DatasetInfo, split: SplitName, opts: &LoadOptions) -> Result<Dataset> {
     let found = match opts.locator.locate(info) {
         Ok(found) => found,
-        Err(err @ DataError::NotFound { .. }) if info.name == "mnist" && opts.allow_sample => {
+        Err(err @ DataError::NotFound { .. })
+            if info.name == "mnist" && opts.allow_sample && !opts.locator.has_named_root() =>
+        {
             // Once per process: a command loading several splits says it once.
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| tracing::warn!(

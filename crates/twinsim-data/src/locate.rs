@@ -31,7 +31,43 @@ pub struct Locator {
     pub mirrors: Option<Vec<String>>,
     /// Show a progress bar on stderr while downloading.
     pub progress: bool,
+    /// The downloads that failed, shared by this locator's clones: one
+    /// command tries each dataset's download once, however many splits it
+    /// loads (an offline `train` used to try, and warn, four times).
+    pub failed: FailedDownloads,
 }
+
+/// Datasets whose download failed, with why; clones share one record.
+#[derive(Clone, Debug, Default)]
+pub struct FailedDownloads(std::sync::Arc<std::sync::Mutex<Vec<Failure>>>);
+
+/// A dataset's name and the lines saying why its download failed.
+type Failure = (&'static str, Vec<String>);
+
+impl FailedDownloads {
+    fn get(&self, dataset: &str) -> Option<Vec<String>> {
+        let failed = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        failed
+            .iter()
+            .find(|(name, _)| *name == dataset)
+            .map(|(_, e)| e.clone())
+    }
+
+    fn record(&self, dataset: &'static str, errors: &[String]) {
+        let mut failed = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        failed.push((dataset, errors.to_vec()));
+    }
+}
+
+/// What was tried says nothing about where to look, so two locators that
+/// search and download alike are equal whatever failed before.
+impl PartialEq for FailedDownloads {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FailedDownloads {}
 
 /// A dataset's files as found (or downloaded).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +108,7 @@ impl Locator {
             download: non_empty_var("TWINSIM_OFFLINE").is_none_or(|v| v == "0"),
             mirrors: non_empty_var("TWINSIM_MIRRORS").and_then(|v| parse_mirrors(&v.to_string_lossy())),
             progress: std::io::stderr().is_terminal(),
+            failed: FailedDownloads::default(),
         }
     }
 
@@ -120,14 +157,46 @@ impl Locator {
                 "pass the image folder itself with --data-dir",
             ));
         }
+        self.check_named_roots(info)?;
         if let Some(found) = self.find(info) {
             return Ok(found);
         }
         if !self.download {
             return Err(self.not_found(info, Vec::new()));
         }
-        self.download_missing(info)
-            .map_err(|errors| self.not_found(info, errors))
+        if let Some(errors) = self.failed.get(info.name) {
+            return Err(self.not_found(info, errors));
+        }
+        self.download_missing(info).map_err(|errors| {
+            self.failed.record(info.name, &errors);
+            self.not_found(info, errors)
+        })
+    }
+
+    /// True when the user named a folder to search (`--data-dir` or
+    /// `TWINSIM_DATA`): a dataset missing or broken there is an error, never
+    /// a reason to fall back on the embedded sample.
+    pub fn has_named_root(&self) -> bool {
+        self.data_dir.is_some() || self.env_dir.is_some()
+    }
+
+    /// Refuses a dataset file in a folder the user named that is there but
+    /// cannot be it (a folder, a FIFO or a device where a file belongs), so
+    /// the search does not quietly go on past it.
+    fn check_named_roots(&self, info: &DatasetInfo) -> Result<()> {
+        let named = [&self.data_dir, &self.env_dir].into_iter().flatten();
+        for root in named {
+            for file in info.files {
+                let wrong = candidates_in(root, info, file)
+                    .into_iter()
+                    .find(|(path, kind)| path.exists() && !kind.matches(path));
+                if let Some((path, Kind::File)) = wrong {
+                    // Opening it says what it is instead (a folder, a FIFO...).
+                    crate::read::open_file(&path)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every URL `file` may be downloaded from: the overriding mirrors if any,

@@ -94,7 +94,7 @@ pub fn write<T: Element>(path: &Path, shape: &[usize], values: &[T]) -> Result<(
 /// order, a malformed header, and a payload whose size disagrees with the
 /// shape.
 pub fn read<T: Element>(path: &Path) -> Result<Array<T>> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::read::read_file(path, crate::read::MAX_FILE_BYTES)?;
     from_bytes(&bytes).map_err(|reason| DataError::corrupt(path, reason))
 }
 

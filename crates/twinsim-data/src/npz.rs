@@ -53,7 +53,7 @@ pub fn read_f64(path: &Path, name: &str) -> Result<Array<f64>> {
 
 /// The bytes of member `name.npy`.
 fn member(path: &Path, name: &str) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = crate::read::open_file(path)?;
     let mut zip = ZipArchive::new(file)
         .map_err(|e| DataError::corrupt(path, format!("not a .npz (zip) archive: {e}")))?;
     let mut entry = zip.by_name(&format!("{name}.npy")).map_err(|_| {

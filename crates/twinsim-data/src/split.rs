@@ -116,6 +116,13 @@ impl FromStr for DatasetSpec {
     fn from_str(s: &str) -> Result<Self> {
         let (name, split) = match s.rsplit_once(':') {
             Some((name, split)) if SplitName::from_str(split).is_ok() => (name, split.parse()?),
+            // A known dataset with something after its colon: the split is
+            // what is wrong, and parsing it says so.
+            Some((name, split))
+                if name == "mnist-sample" || catalog::find(name).is_some_and(|i| i.name != "folder") =>
+            {
+                (name, split.parse()?)
+            }
             _ => (s, SplitName::Train),
         };
         let source = if name == "mnist-sample" {

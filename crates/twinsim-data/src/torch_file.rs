@@ -60,7 +60,7 @@ const LEGACY_VERSION: i128 = 1001;
 /// tensor, a global outside the unpickler's allow-list and a damaged or
 /// truncated file are errors naming the file and what is wrong.
 pub fn read_state_dict(path: &Path) -> Result<Vec<(String, StoredTensor)>> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut file = read::open_file(path)?;
     let mut head = [0u8; 4];
     let is_zip = file.read_exact(&mut head).is_ok() && head == ZIP_MAGIC;
     file.rewind().map_err(|e| DataError::io(path, e))?;

@@ -575,8 +575,10 @@ fn binary_labels_and_names_are_checked() {
     batch[3073] = 10;
     let dir = cifar10_bin_folder(tmp.path(), &batch, &names10());
     let err = load10(&dir, CifarSplit::Test).unwrap_err();
+    // The batch file at fault is named.
     assert!(
-        matches!(&err, DataError::Invalid { reason, .. } if reason.contains("label 10")),
+        matches!(&err, DataError::Corrupt { path, reason }
+            if reason.contains("label 10") && path.ends_with("test_batch.bin")),
         "{err:?}"
     );
 

@@ -10,7 +10,6 @@ mod binary;
 mod python;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -271,9 +270,20 @@ impl Decoder {
         self.waiting.insert(file, named);
         let batches = self.layout.batches(self.split);
         while let Some(batch) = batches.get(self.appended).and_then(|f| self.waiting.remove(f)) {
+            let before = self.out.fine.len();
             match self.layout.format {
                 Format::Binary => binary::append_batch(&mut self.out, &batch, self.layout.coarse)?,
                 Format::Python => python::append_batch(&mut self.out, &batch, self.layout.coarse)?,
+            }
+            // Checked here, where the file is known, so the error names it.
+            if let Some(l) = self.out.fine[before..]
+                .iter()
+                .find(|&&l| l as usize >= self.layout.classes)
+            {
+                return Err(DataError::corrupt(
+                    &batch.path,
+                    format!("label {l} out of range for {} classes", self.layout.classes),
+                ));
             }
             self.appended += 1;
             // A full channel (or a reader that has finished) just drops it.
@@ -408,8 +418,7 @@ fn load_folder(dir: &Path, layout: &'static Layout, split: CifarSplit) -> Result
     let produce = |deliver: &mut Deliver| {
         for &file in layout.batches(split).iter().chain(layout.meta) {
             let path = dir.join(file);
-            let handle = File::open(&path).map_err(|e| DataError::io(&path, e))?;
-            let bytes = read::read_capped(&path, handle, read::MAX_FILE_BYTES)?;
+            let bytes = read::read_file(&path, read::MAX_FILE_BYTES)?;
             deliver(format!("{}/{file}", layout.folder), Named { path, bytes })?;
         }
         Ok(())
@@ -445,7 +454,7 @@ fn load_tarball(
 /// Lower-case hex MD5 of the file at `path`, read in chunks rather than held
 /// in memory.
 fn md5_of_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut file = read::open_file(path)?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -164,7 +164,7 @@ pub(super) fn read(path: &Path, key: &Key, shape: ImageShape, classes: &[String]
 
 /// [`read`], saying why the file cannot be used.
 fn try_read(path: &Path, key: &Key, shape: ImageShape, classes: &[String]) -> Result<Decoded, String> {
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    let mut file = crate::read::open_file(path).map_err(|e| e.to_string())?;
     let file_len = file.metadata().map_err(|e| e.to_string())?.len();
     let header_len = read_prefix(&mut file, file_len)?;
     let header: Header = serde_json::from_slice(&read_bytes(&mut file, header_len)?)

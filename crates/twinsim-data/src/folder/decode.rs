@@ -1,7 +1,6 @@
 //! Turning files into (C, H, W) pixels, in parallel, refusing what is not a
 //! usable image instead of failing the whole load.
 
-use std::fs;
 use std::io::{BufRead, Cursor, Seek};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -16,11 +15,20 @@ use super::jpeg;
 use super::scan::{FileEntry, SplitTree};
 use super::{Filter, FolderOptions, SkipReason};
 use crate::error::{DataError, Result};
-use crate::read::MAX_FILE_BYTES;
+use crate::read::{self, MAX_FILE_BYTES};
 
 /// Bytes per pixel of the widest colour type a decoder may produce (RGBA,
 /// 32-bit float), to turn the pixel limit into an allocation limit.
 const MAX_BYTES_PER_PIXEL: u64 = 16;
+
+/// The longest side an image may have, in pixels: JPEG's own limit, and far
+/// beyond any photograph. A 39,000,000 × 1 PNG is 38 KB and within the
+/// pixel limit; a side limit refuses it from its header.
+pub const MAX_SIDE: u32 = 65_535;
+
+/// Bytes per value of the resampler's intermediate image: `imageops::resize`
+/// keeps 4 channels of `f32` between its two passes.
+const RESIZE_BYTES_PER_PIXEL: u64 = 16;
 
 /// Decodes every file of the classes in `classes` (sorted), labelling each
 /// with its class's index there.
@@ -59,15 +67,15 @@ fn relative(tree: &SplitTree, file: &FileEntry) -> String {
 
 /// One file as (C, H, W) pixels in the requested size and colour.
 fn image(file: &FileEntry, opts: &FolderOptions) -> Result<Vec<u8>, SkipReason> {
-    read_checked(&file.path, file.len).and_then(|bytes| decode_bytes(&bytes, opts))
+    decode_file(&file.path, opts)
 }
 
 /// The image file at `path` as (C, H, W) pixels converted as `opts` asks
 /// (see the [module documentation](super) for the conversion), or why it
-/// cannot be used.
+/// cannot be used. Only a regular file is read (not `/dev/zero`, not a
+/// FIFO), and at most [`MAX_FILE_BYTES`] of it.
 pub fn decode_file(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>, SkipReason> {
-    let len = fs::metadata(path).map_err(unreadable)?.len();
-    read_checked(path, len).and_then(|bytes| decode_bytes(&bytes, opts))
+    read_checked(path).and_then(|bytes| decode_bytes(&bytes, opts))
 }
 
 /// The encoded image in `bytes` (any supported format, identified by its
@@ -86,14 +94,14 @@ pub fn decode_bytes(bytes: &[u8], opts: &FolderOptions) -> Result<Vec<u8>, SkipR
     .unwrap_or_else(|_| Err(SkipReason::Damaged("the decoder crashed on it".into())))
 }
 
-/// The bytes of a file of `len` bytes, refused when over [`MAX_FILE_BYTES`].
-fn read_checked(path: &Path, len: u64) -> Result<Vec<u8>, SkipReason> {
-    if len > MAX_FILE_BYTES {
-        return Err(SkipReason::TooLarge(format!(
-            "{len} bytes, over the {MAX_FILE_BYTES}-byte limit"
-        )));
-    }
-    fs::read(path).map_err(unreadable)
+/// The bytes of the regular file `path`, refused when over [`MAX_FILE_BYTES`].
+fn read_checked(path: &Path) -> Result<Vec<u8>, SkipReason> {
+    read::read_file(path, MAX_FILE_BYTES).map_err(|e| match e {
+        DataError::Refused { .. } => SkipReason::TooLarge(format!("over the {MAX_FILE_BYTES}-byte limit")),
+        DataError::Io { source, .. } => unreadable(source),
+        // A skip reason is printed beside its path already.
+        other => SkipReason::Unreadable(read::without_path(&other, path)),
+    })
 }
 
 /// Decodes `bytes`, identified by their content, after checking from the
@@ -121,6 +129,11 @@ fn decode<R: BufRead + Seek>(
     reader.limits(limits(max_pixels));
     let decoder = reader.into_decoder().map_err(classify)?;
     let (width, height) = decoder.dimensions();
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(SkipReason::TooLarge(format!(
+            "declares {width}x{height} pixels, a side over the limit of {MAX_SIDE}"
+        )));
+    }
     if u64::from(width) * u64::from(height) > max_pixels {
         return Err(SkipReason::TooLarge(format!(
             "declares {width}x{height} pixels, over the limit of {max_pixels}"
@@ -172,13 +185,42 @@ fn planes<P: Pixel<Subpixel = u8> + 'static>(img: ImageBuffer<P, Vec<u8>>, opts:
     let img = if img.dimensions() == (width, height) {
         img
     } else {
-        let filter = match opts.filter {
-            Filter::Bilinear => FilterType::Triangle,
-            Filter::Bicubic => FilterType::CatmullRom,
-        };
-        imageops::resize(&img, width, height, filter)
+        resize(&img, width, height, opts.filter)
     };
     to_chw(img.into_raw(), usize::from(P::CHANNEL_COUNT))
+}
+
+/// `img` resampled to `width` × `height` with `filter`, in whichever pass
+/// order keeps the resampler's intermediate image smaller.
+///
+/// `imageops::resize` resamples the columns first, into an intermediate of
+/// the source's width × the target's height in `f32` RGBA: 17 GB for a
+/// 39,000,000 × 1 image going to 32 × 32. When that is the larger order,
+/// the image is transposed, resampled the other way round, and transposed
+/// back, so the intermediate is the target's width × the source's height.
+/// The intermediate is then at most √(source pixels × target pixels) × 16
+/// bytes (128 MB for a 64-megapixel image to 1024 × 1024; 4 MB to 32 × 32).
+/// Ordinary images, whose intermediate is the smaller one already, keep
+/// the exact conversion they were trained with.
+fn resize<P: Pixel<Subpixel = u8> + 'static>(
+    img: &ImageBuffer<P, Vec<u8>>,
+    width: u32,
+    height: u32,
+    filter: Filter,
+) -> ImageBuffer<P, Vec<u8>> {
+    let filter = match filter {
+        Filter::Bilinear => FilterType::Triangle,
+        Filter::Bicubic => FilterType::CatmullRom,
+    };
+    let (src_w, src_h) = img.dimensions();
+    let columns_first = u64::from(src_w) * u64::from(height) * RESIZE_BYTES_PER_PIXEL;
+    let rows_first = u64::from(width) * u64::from(src_h) * RESIZE_BYTES_PER_PIXEL;
+    if columns_first <= rows_first {
+        imageops::resize(img, width, height, filter)
+    } else {
+        let transposed = imageops::rotate90(img);
+        imageops::rotate270(&imageops::resize(&transposed, height, width, filter))
+    }
 }
 
 /// Transposes interleaved (H, W, C) bytes to planar (C, H, W).

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, ImageShape, Images, Origin};
 use crate::error::{DataError, Result};
-pub use decode::{decode_bytes, decode_file};
+pub use decode::{decode_bytes, decode_file, MAX_SIDE};
 pub use scan::walk;
 use scan::{Layout, SplitTree};
 
