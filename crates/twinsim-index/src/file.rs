@@ -12,7 +12,8 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use tch::Tensor;
-use twinsim_data::atomic;
+use twinsim_data::read::{self, without_path};
+use twinsim_data::{atomic, DataError};
 
 use crate::error::{IndexError, Result};
 use crate::index::{Index, IndexInfo, FORMAT_VERSION};
@@ -57,16 +58,26 @@ fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
     TensorView::new(dtype, shape, data).expect("shapes match the data they describe")
 }
 
+/// The largest index file read: 64 GiB, twelve million 1,024-d embeddings.
+/// An index is held in memory whole, so this bounds what a file can ask for.
+const MAX_INDEX_BYTES: u64 = 64 << 30;
+
 /// Reads the index at `path`, checking every length and value it relies on.
 pub fn load(path: &Path) -> Result<Index> {
     let bad = |reason: String| IndexError::bad_index(path, reason, HINT);
-    let bytes = std::fs::read(path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+    let bytes = read::read_file(path, MAX_INDEX_BYTES).map_err(|e| {
+        let missing =
+            matches!(&e, DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+        let hint = if missing {
             "build one with `twinsim index build --model RUN_DIR --dataset NAME -o INDEX`"
         } else {
-            "check the path and its permissions"
+            "pass the index file that `twinsim index build` wrote (a regular file you may read)"
         };
-        IndexError::bad_index(path, format!("cannot read the index ({e})"), hint)
+        IndexError::bad_index(
+            path,
+            format!("cannot read the index ({})", without_path(&e, path)),
+            hint,
+        )
     })?;
     let (_, header) =
         SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
@@ -87,6 +98,9 @@ pub fn load(path: &Path) -> Result<Index> {
             ),
             "rebuild the index with this twinsim, or use the twinsim that built it",
         ));
+    }
+    if let crate::Backend::Hnsw(params) = &info.backend {
+        params.check().map_err(bad)?;
     }
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("damaged ({e})")))?;
     let get = |name: &str, dtype: Dtype| {

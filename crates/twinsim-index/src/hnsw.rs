@@ -24,6 +24,28 @@ pub struct HnswParams {
     pub expansion_search: usize,
 }
 
+/// The most links per node: usearch's graphs are used with 8 to 64; more
+/// only costs memory (a connectivity of 1e8 asked usearch for terabytes).
+pub const MAX_CONNECTIVITY: usize = 256;
+/// The most candidates kept while building or searching.
+pub const MAX_EXPANSION: usize = 65_536;
+
+impl HnswParams {
+    /// Refuses parameters outside the ranges above, saying which.
+    pub fn check(&self) -> Result<(), String> {
+        let within = |name: &str, v: usize, low: usize, high: usize| {
+            if (low..=high).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("HNSW {name} {v} is outside {low}..={high}"))
+            }
+        };
+        within("connectivity", self.connectivity, 2, MAX_CONNECTIVITY)?;
+        within("expansion_add", self.expansion_add, 1, MAX_EXPANSION)?;
+        within("expansion_search", self.expansion_search, 1, MAX_EXPANSION)
+    }
+}
+
 impl Default for HnswParams {
     /// usearch's own defaults: recall@10 0.998 on MNIST's 60,000
     /// embeddings; random vectors need a far larger `expansion_search`
@@ -123,6 +145,6 @@ impl Hnsw {
 fn usearch_error(what: &str, e: impl std::fmt::Display) -> IndexError {
     IndexError::invalid(
         format!("the approximate index could not {what}: {e}"),
-        "use exact search (`--backend exact`), or free memory",
+        "build the index with exact search instead (twinsim index build --backend exact), or free memory",
     )
 }

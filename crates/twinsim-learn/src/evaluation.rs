@@ -255,7 +255,7 @@ pub const METRICS_FILE: &str = "metrics.json";
 /// there are none; a damaged file counts as none, with a warning).
 pub fn recorded(run_dir: &Path) -> serde_json::Map<String, serde_json::Value> {
     let path = run_dir.join(METRICS_FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
+    let Ok(bytes) = twinsim_data::read::read_file(&path, twinsim_data::read::MAX_TEXT_BYTES) else {
         return serde_json::Map::new();
     };
     serde_json::from_slice(&bytes).unwrap_or_else(|e| {

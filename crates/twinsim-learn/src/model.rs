@@ -4,7 +4,7 @@
 //! and refuses, with a reason and a hint, any weights file that does not fit
 //! it exactly, so a model either loads whole or not at all.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use tch::nn::{self, ModuleT};
@@ -525,7 +525,7 @@ impl Model {
     fn weights_bytes(&self) -> Vec<u8> {
         let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        safetensors_bytes(&vars)
+        crate::tensor::safetensors_bytes(&vars)
     }
 }
 
@@ -544,43 +544,6 @@ fn card_bytes(card: &ModelCard) -> Vec<u8> {
     let mut json = serde_json::to_vec_pretty(card).expect("a model card always serialises to JSON");
     json.push(b'\n');
     json
-}
-
-/// One entry of a safetensors header; fields in the order the format's
-/// reference writer uses, so our files match its byte for byte.
-#[derive(serde::Serialize)]
-struct TensorInfo {
-    dtype: &'static str,
-    shape: Vec<i64>,
-    data_offsets: [usize; 2],
-}
-
-/// Serialises float tensors in the safetensors format: an 8-byte
-/// little-endian header length, a JSON header padded with spaces to a
-/// multiple of 8 bytes, then the little-endian data in the given order.
-/// Written here rather than through tch's file writer because the hash needs
-/// the bytes in memory.
-fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Vec<u8> {
-    let mut header = BTreeMap::new();
-    let mut data = Vec::new();
-    for (name, t) in tensors {
-        let flat = t.detach().to_device(Device::Cpu).reshape([-1]);
-        let values = Vec::<f32>::try_from(&flat).expect("a CPU tensor converts to f32 values");
-        let start = data.len();
-        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        let info = TensorInfo {
-            dtype: "F32",
-            shape: t.size(),
-            data_offsets: [start, data.len()],
-        };
-        header.insert(name.as_str(), info);
-    }
-    let mut json = serde_json::to_vec(&header).expect("a safetensors header always serialises to JSON");
-    json.resize(json.len().next_multiple_of(8), b' ');
-    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(json);
-    bytes.extend(data);
-    bytes
 }
 
 /// Reads and checks `model.json`: its format version first, so a card from
@@ -609,9 +572,11 @@ fn read_card(path: &Path) -> Result<ModelCard> {
 /// The bytes of a run directory's file; a missing file is a bad model, not
 /// an I/O error, so the user is told what a run directory holds.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => missing_file(path),
-        _ => LearnError::Data(twinsim_data::DataError::io(path, e)),
+    read::read_file(path, read::MAX_TEXT_BYTES).map_err(|e| match e {
+        twinsim_data::DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            missing_file(path)
+        }
+        other => LearnError::Data(other),
     })
 }
 
@@ -624,13 +589,13 @@ fn missing_file(path: &Path) -> LearnError {
 /// validating parser (header bounds, offsets, sizes), which reports a
 /// truncated or garbled file as an error, never a panic.
 fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if !path.is_file() {
+    if !path.exists() {
         return Err(missing_file(path));
     }
-    let tensors = Tensor::read_safetensors(path).map_err(|e| {
+    let tensors = crate::tensor::read_safetensors(path).map_err(|reason| {
         LearnError::bad_model(
             path,
-            format!("not a readable safetensors file ({e})"),
+            reason,
             "the file is truncated or damaged; copy it again from the run directory, or retrain",
         )
     })?;
@@ -688,15 +653,7 @@ fn check_tensor(name: &str, src: &Tensor, var: &Tensor, encoder: &str) -> std::r
             src.kind()
         ));
     }
-    let finite = src
-        .f_isfinite()
-        .and_then(|t| t.f_all())
-        .and_then(|t| t.f_int64_value(&[]))
-        .map_err(|e| format!("variable '{name}': {e}"))?;
-    if finite == 0 {
-        return Err(format!("variable '{name}' holds NaN or infinite values"));
-    }
-    Ok(())
+    crate::tensor::check_stored(name, src)
 }
 
 /// "a seed encoder (1x28x28 → 2)", for messages.

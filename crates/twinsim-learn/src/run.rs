@@ -26,6 +26,15 @@ pub enum Classes {
     Unseen,
 }
 
+/// True when `dir` is a run directory `twinsim train` wrote (it holds a
+/// model card or a run configuration): its files belong to the run, and no
+/// other output may be written among them.
+pub fn is_run_dir(dir: &Path) -> bool {
+    [crate::model::CARD_FILE, "config.json", crate::model::WEIGHTS_FILE]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+}
+
 /// An opened run directory.
 pub struct Run {
     pub dir: PathBuf,
@@ -41,10 +50,11 @@ impl Run {
     pub fn open(dir: &Path, device: Device) -> Result<Run> {
         let model = Model::load(dir, device)?;
         let (_, config) = RunDir::open(dir)?;
-        let trained_from = std::fs::read(dir.join("summary.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-            .and_then(|summary| summary["data_origin"].as_str().map(String::from));
+        let trained_from =
+            twinsim_data::read::read_file(&dir.join("summary.json"), twinsim_data::read::MAX_TEXT_BYTES)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .and_then(|summary| summary["data_origin"].as_str().map(String::from));
         Ok(Run {
             dir: dir.to_path_buf(),
             model,

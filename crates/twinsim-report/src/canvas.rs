@@ -134,12 +134,14 @@ impl Canvas {
     pub(crate) fn save(self, path: &Path) -> Result<()> {
         let picture = RgbImage::from_raw(self.width, self.height, self.rgb)
             .expect("the buffer is allocated as width × height × 3");
+        let mut png = std::io::Cursor::new(Vec::new());
         picture
-            .save_with_format(path, image::ImageFormat::Png)
+            .write_to(&mut png, image::ImageFormat::Png)
             .map_err(|source| ReportError::Image {
                 path: path.to_path_buf(),
                 source,
-            })
+            })?;
+        crate::error::write_file(path, &png.into_inner())
     }
 }
 

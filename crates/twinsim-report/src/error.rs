@@ -58,6 +58,18 @@ pub enum ReportError {
     },
 }
 
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// crash never leaves half a picture or page under its name.
+pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    twinsim_data::atomic::write_bytes(path, bytes).map_err(|e| match e {
+        twinsim_data::DataError::Io { path, source } => ReportError::Io { path, source },
+        other => ReportError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
+}
+
 impl ReportError {
     /// An [`ReportError::InvalidInput`] for the picture at `path`.
     pub fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::{ReportError, Result};
+use crate::error::Result;
 
 /// A report page being built: a title, then sections in order.
 #[derive(Clone, Debug, Default)]
@@ -90,10 +90,7 @@ impl HtmlReport {
     /// Writes the page to `path` (usually `report.html` beside its pictures).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.render()).map_err(|source| ReportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::error::write_file(path, self.render().as_bytes())
     }
 }
 

@@ -68,10 +68,12 @@ pub const ENCODERS: &[(&str, &str)] = &[
 /// convolutions and two poolings need 28 pixels to end on a 5×5 map.
 pub const MIN_SIDE: i64 = 28;
 
-/// The most input channels and embedding dimensions [`build`] accepts: far
-/// beyond any real use, low enough that a garbled model card cannot make it
-/// allocate more memory than exists (which libtorch answers with an abort).
-pub const MAX_CHANNELS: i64 = 1024;
+/// The most input channels and embedding dimensions [`build`] accepts:
+/// images are grey or RGB (4 leaves room for alpha), and with the side limit
+/// ([`twinsim_data::ImageShape::MAX_SIDE`]) these keep a garbled model card
+/// from making it allocate more memory than exists (which libtorch answers
+/// with an abort).
+pub const MAX_CHANNELS: i64 = 4;
 /// See [`MAX_CHANNELS`].
 pub const MAX_EMBEDDING_DIM: i64 = 65_536;
 
@@ -171,6 +173,16 @@ fn check_sizes(spec: &EncoderSpec) -> Result<()> {
         return Err(LearnError::config(
             format!("encoder input has {} channels", spec.in_channels),
             format!("images need 1 to {MAX_CHANNELS} channels (1 for grey, 3 for colour)"),
+        ));
+    }
+    let max_side = twinsim_data::ImageShape::MAX_SIDE as i64;
+    if spec.height > max_side || spec.width > max_side {
+        return Err(LearnError::config(
+            format!(
+                "images of {}x{} pixels are too large for an encoder",
+                spec.height, spec.width
+            ),
+            format!("encoders take images of at most {max_side}x{max_side} pixels; resize the images"),
         ));
     }
     if spec.height < MIN_SIDE || spec.width < MIN_SIDE {

@@ -544,8 +544,7 @@ fn bad_weights(path: &Path, reason: String) -> LearnError {
 fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let safetensors = path.extension().is_some_and(|e| e == "safetensors");
     if safetensors {
-        return Tensor::read_safetensors(path)
-            .map_err(|e| bad_weights(path, format!("not a readable safetensors file ({e})")));
+        return crate::tensor::read_safetensors(path).map_err(|reason| bad_weights(path, reason));
     }
     let stored = twinsim_data::torch_file::read_state_dict(path)?;
     Ok(stored

@@ -63,6 +63,9 @@ impl Statistics {
                 "statistics are a mean vector `mu` (D,) and a covariance matrix `sigma` (D, D), as pytorch-fid saves them",
             ))
         };
+        if d == [0] {
+            return bad("the statistics describe 0 features".into());
+        }
         if d.len() != 1 || sigma.size() != [d[0], d[0]] {
             return bad(format!(
                 "mu of shape {d:?} and sigma of shape {:?} do not match",
@@ -108,8 +111,30 @@ impl Statistics {
             let shape: Vec<i64> = a.shape.iter().map(|&d| d as i64).collect();
             Tensor::from_slice(&a.values).view(shape.as_slice())
         };
-        Statistics::new(tensor(&mu), tensor(&sigma), 0)
-            .map_err(|e| LearnError::config(format!("{}: {e}", path.display()), e.hint().unwrap_or_default()))
+        let in_file = |e: LearnError| {
+            LearnError::config(format!("{}: {e}", path.display()), e.hint().unwrap_or_default())
+        };
+        let stats = Statistics::new(tensor(&mu), tensor(&sigma), 0).map_err(in_file)?;
+        stats.check_covariance().map_err(in_file)?;
+        Ok(stats)
+    }
+
+    /// Refuses a `sigma` that no set of features has: one with a clearly
+    /// negative eigenvalue (beyond rounding, 1e-6 of the largest), which
+    /// would make the distance meaningless (a negative-definite sigma gave
+    /// FID 0). Statistics computed here are covariances by construction, so
+    /// only files are checked.
+    fn check_covariance(&self) -> Result<()> {
+        let eigenvalues = self.sigma.linalg_eigvalsh("L");
+        let least = eigenvalues.min().double_value(&[]);
+        let scale = eigenvalues.abs().max().double_value(&[]);
+        if least < -1e-6 * scale {
+            return Err(LearnError::config(
+                format!("sigma is not a covariance matrix: it has the negative eigenvalue {least:.4e}"),
+                "pass statistics saved by twinsim fid --save-stats or pytorch-fid (sigma = np.cov of the features)",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -38,10 +38,7 @@ pub fn save(dir: &Path, tensors: &[(String, Tensor)], progress: &Progress) -> Re
         .collect();
     all.push((STATE_KEY.into(), Tensor::from_slice(&json)));
     let path = dir.join(FILE);
-    twinsim_data::atomic::write_with(&path, |tmp| {
-        Tensor::write_safetensors(&all, tmp)
-            .map_err(|e| twinsim_data::DataError::io(tmp, std::io::Error::other(e.to_string())))
-    })?;
+    twinsim_data::atomic::write_bytes(&path, &crate::tensor::safetensors_bytes(&all))?;
     Ok(())
 }
 
@@ -55,10 +52,10 @@ pub fn load(dir: &Path) -> Result<(HashMap<String, Tensor>, Progress)> {
             "this run has no usable checkpoint; start a new run instead of --resume",
         )
     };
-    if !path.is_file() {
+    if !path.exists() {
         return Err(bad("no checkpoint here".into()));
     }
-    let mut tensors: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+    let mut tensors: HashMap<String, Tensor> = crate::tensor::read_safetensors(&path)
         .map_err(|e| bad(format!("unreadable checkpoint: {e}")))?
         .into_iter()
         .collect();
@@ -79,6 +76,16 @@ pub fn restore(targets: &[(String, Tensor)], saved: &HashMap<String, Tensor>, pa
                 path.join(FILE),
                 format!("checkpoint lacks variable {name}"),
                 "the checkpoint was made with another architecture or loss; start a new run",
+            )
+        })?;
+        // A checkpoint written while training diverged (or damaged) would
+        // resume into a model every command then refuses; refuse it here,
+        // as `Model::load` refuses such weights.
+        crate::tensor::check_stored(name, src).map_err(|reason| {
+            LearnError::bad_model(
+                path.join(FILE),
+                reason,
+                "the checkpoint is damaged, or training diverged before it was written; start a new run",
             )
         })?;
         if src.size() != target.size() {

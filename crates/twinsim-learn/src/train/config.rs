@@ -105,18 +105,146 @@ pub struct TrainOptions {
 impl TrainOptions {
     /// Reads a TOML file of options; unknown keys are an error naming them.
     pub fn from_toml_file(path: &Path) -> Result<TrainOptions> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = twinsim_data::read::read_text(path, twinsim_data::read::MAX_TEXT_BYTES).map_err(|e| {
             LearnError::config(
-                format!("cannot read config {}: {e}", path.display()),
-                "check the --config path",
+                format!(
+                    "cannot read config {}: {}",
+                    path.display(),
+                    twinsim_data::read::without_path(&e, path)
+                ),
+                "pass the path of a TOML file of options (batch-size = 256)",
             )
         })?;
-        toml::from_str(&text).map_err(|e| {
+        let options: TrainOptions = toml::from_str(&text).map_err(|e| {
             LearnError::config(
-                format!("config {}: {}", path.display(), e.message()),
+                // The whole message: it quotes the line, so it names the key.
+                format!("config {}: {e}", path.display()),
                 "keys are the `twinsim train` option names, e.g. batch-size = 256 (see twinsim train --help)",
             )
-        })
+        })?;
+        options.validate().map_err(|e| match e {
+            LearnError::Config { reason, hint } => {
+                LearnError::config(format!("config {}: {reason}", path.display()), hint)
+            }
+            other => other,
+        })?;
+        Ok(options)
+    }
+
+    /// Refuses a value no run can use (a negative learning rate, a decay of
+    /// 2, NaN anywhere, more threads than cores), naming the option and its
+    /// range. Checked on each source before they are merged: merging goes
+    /// through JSON, where NaN would become "unset" and silently the default.
+    pub fn validate(&self) -> Result<()> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let real = [
+            (
+                "lr",
+                self.lr,
+                0.0,
+                f64::INFINITY,
+                false,
+                "the learning rate is a positive number, e.g. 0.002",
+            ),
+            (
+                "margin",
+                self.margin,
+                0.0,
+                f64::INFINITY,
+                true,
+                "a margin is a number of at least 0, e.g. 0.2",
+            ),
+            (
+                "temperature",
+                self.temperature,
+                0.0,
+                f64::INFINITY,
+                false,
+                "a temperature is a positive number, e.g. 0.1",
+            ),
+            (
+                "label-smoothing",
+                self.label_smoothing,
+                0.0,
+                1.0,
+                true,
+                "label smoothing is from 0 up to (not including) 1, e.g. 0.1",
+            ),
+            (
+                "weight-decay",
+                self.weight_decay,
+                0.0,
+                f64::INFINITY,
+                true,
+                "weight decay is a number of at least 0, e.g. 0.0001",
+            ),
+            (
+                "ema",
+                self.ema,
+                0.0,
+                1.0,
+                false,
+                "an EMA decay is between 0 and 1, e.g. 0.999",
+            ),
+            (
+                "val-fraction",
+                self.val_fraction,
+                0.0,
+                1.0,
+                true,
+                "the validation share is from 0 up to (not including) 1, e.g. 0.1",
+            ),
+        ];
+        for (name, value, low, high, low_included, hint) in real {
+            let Some(v) = value else { continue };
+            let above = if low_included { v >= low } else { v > low };
+            if !(v.is_finite() && above && v < high) {
+                return Err(LearnError::config(format!("{name} = {v} is out of range"), hint));
+            }
+        }
+        let counts = [
+            (
+                "epochs",
+                self.epochs,
+                usize::MAX,
+                "train for at least 1 epoch".to_string(),
+            ),
+            (
+                "batch-size",
+                self.batch_size,
+                usize::MAX,
+                "a batch holds at least 2 images, e.g. 256".to_string(),
+            ),
+            (
+                "per-class-batch",
+                self.per_class_batch,
+                usize::MAX,
+                "a P x K batch takes K of at least 2 images per class, e.g. 32".to_string(),
+            ),
+            (
+                "per-class",
+                self.per_class,
+                usize::MAX,
+                "keep at least 1 image per class".to_string(),
+            ),
+            (
+                "threads",
+                self.threads,
+                cores,
+                format!("use from 1 to {cores} threads: this machine has {cores} cores"),
+            ),
+        ];
+        for (name, value, high, hint) in counts {
+            let least = if matches!(name, "batch-size" | "per-class-batch") {
+                2
+            } else {
+                1
+            };
+            if let Some(v) = value.filter(|&v| v < least || v > high) {
+                return Err(LearnError::config(format!("{name} = {v} is out of range"), hint));
+            }
+        }
+        Ok(())
     }
 
     /// `self` with every option it leaves unset taken from `base`.
@@ -368,5 +496,37 @@ mod tests {
         }
         .resolve(false, 10);
         assert_eq!((cfg.dataset.as_str(), cfg.epochs, cfg.lr), ("mnist", 8, 1e-3));
+    }
+
+    #[test]
+    fn values_no_run_can_use_are_refused_by_name() {
+        let refused = |o: TrainOptions| match o.validate() {
+            Err(LearnError::Config { reason, .. }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let with = |f: fn(&mut TrainOptions)| {
+            let mut o = TrainOptions::default();
+            f(&mut o);
+            o
+        };
+        assert!(refused(with(|o| o.lr = Some(-1.0))).starts_with("lr = -1"));
+        assert!(refused(with(|o| o.lr = Some(f64::NAN))).starts_with("lr = NaN"));
+        assert!(refused(with(|o| o.ema = Some(2.0))).starts_with("ema = 2"));
+        assert!(refused(with(|o| o.margin = Some(f64::NAN))).starts_with("margin"));
+        assert!(refused(with(|o| o.per_class_batch = Some(0))).starts_with("per-class-batch = 0"));
+        assert!(refused(with(|o| o.threads = Some(0))).starts_with("threads = 0"));
+        assert!(refused(with(|o| o.threads = Some(100_000))).starts_with("threads = 100000"));
+        assert!(with(|o| o.margin = Some(0.0)).validate().is_ok());
+        assert!(with(|o| o.ema = Some(0.999)).validate().is_ok());
+        assert!(TrainOptions::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_toml_nan_is_refused_not_taken_for_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nan.toml");
+        std::fs::write(&path, "lr = nan\n").unwrap();
+        let err = TrainOptions::from_toml_file(&path).unwrap_err().to_string();
+        assert!(err.contains("lr = NaN is out of range"), "{err}");
     }
 }

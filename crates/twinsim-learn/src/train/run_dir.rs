@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use twinsim_data::read;
 
 use super::config::TrainConfig;
 use crate::error::{LearnError, Result};
@@ -59,10 +60,10 @@ impl RunDir {
     /// Opens an existing run directory and reads its configuration.
     pub fn open(path: &Path) -> Result<(RunDir, TrainConfig)> {
         let file = path.join("config.json");
-        let text = std::fs::read(&file).map_err(|e| {
+        let text = read::read_file(&file, read::MAX_TEXT_BYTES).map_err(|e| {
             LearnError::bad_model(
                 &file,
-                format!("cannot read: {e}"),
+                format!("cannot read: {}", read::without_path(&e, &file)),
                 "--resume takes a run directory made by `twinsim train`",
             )
         })?;
@@ -84,7 +85,8 @@ impl RunDir {
     /// The epochs recorded in `metrics.jsonl` (none when it is missing;
     /// lines that do not parse are skipped).
     pub fn metrics(&self) -> Vec<EpochMetrics> {
-        let text = std::fs::read_to_string(self.path.join("metrics.jsonl")).unwrap_or_default();
+        let text =
+            read::read_text(&self.path.join("metrics.jsonl"), read::MAX_FILE_BYTES).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
