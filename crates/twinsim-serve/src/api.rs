@@ -4,15 +4,16 @@ use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use serde_json::Value;
 use twinsim_learn::model::Preprocess;
 
 use crate::decode;
 use crate::error::ApiError;
+use crate::guard;
 use crate::limits::Limits;
 use crate::upload::{File, Upload};
 use crate::worker::{self, Answer, Task, Worker};
@@ -28,9 +29,11 @@ pub struct AppState {
 }
 
 /// The service: API, OpenAPI description and web page, with `state.limits`
-/// on request bodies.
+/// on requests ([`guard`]) and their bodies; every refusal, 404 and 405
+/// included, carries the JSON error.
 pub fn router(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
+    let state = Arc::new(state);
     Router::new()
         .route("/", get(page))
         .route("/openapi.json", get(openapi))
@@ -41,8 +44,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/search", post(search))
         .route("/v1/identify", post(identify))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(Arc::new(state))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::limit))
+        .with_state(state)
 }
 
 type Shared = State<Arc<AppState>>;
@@ -78,6 +83,10 @@ async fn model(State(s): Shared) -> Json<Value> {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint", "see GET /openapi.json for the endpoints")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::method_not_allowed(&method)
 }
 
 /// `POST /v1/compare`: files `a` and `b` (or any two files).

@@ -66,7 +66,10 @@ fn refused(f: &File, reason: SkipReason) -> ApiError {
     match reason {
         SkipReason::TooLarge(why) => ApiError::too_large(
             format!("image '{}' is too large: {why}", f.name),
-            "resize it before sending (the server's --max-pixels sets the limit)",
+            format!(
+                "resize it before sending: at most {} pixels a side, and the server's --max-pixels in all",
+                folder::MAX_SIDE
+            ),
         ),
         other => ApiError::unprocessable(
             format!("image '{}' cannot be decoded: {other}", f.name),

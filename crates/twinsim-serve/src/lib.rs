@@ -1,7 +1,11 @@
 //! twinsim over HTTP (`twinsim serve`): a trained model, and optionally a
 //! gallery index, behind a JSON API and a web page to try them.
 //!
-//! Requests flow one way: the body is read within [`Limits`] ([`upload`]),
+//! Requests flow one way: each connection is served within [`Limits`]
+//! ([`connection`]: header timeout, head size, JSON bodies for the
+//! refusals hyper writes itself in [`parse_error`]), each request's head is
+//! checked and its body given a deadline ([`guard`]), the body is read
+//! within [`Limits`] ([`upload`]),
 //! files are checked against the format allow-list and decoded off the
 //! async executor ([`decode`]), then the model's one worker thread embeds
 //! them, batching requests that wait together ([`worker`]), and the
@@ -9,10 +13,13 @@
 //! `{"error", "hint"}` ([`error`]).
 
 pub mod api;
+pub mod connection;
 pub mod decode;
 pub mod error;
+pub mod guard;
 pub mod limits;
 pub mod openapi;
+pub mod parse_error;
 pub mod upload;
 pub mod worker;
 
@@ -25,6 +32,7 @@ use twinsim_index::Index;
 use twinsim_learn::run::Run;
 
 pub use api::{router, AppState};
+pub use connection::serve_until;
 pub use error::ApiError;
 pub use limits::Limits;
 
@@ -113,9 +121,7 @@ pub async fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Resul
             source,
         })?;
     ready(listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    connection::serve_until(listener, app, &config.limits, shutdown()).await;
     Ok(())
 }
 
@@ -140,7 +146,7 @@ async fn shutdown() {
 fn model_info(run: &Run, index: Option<&Index>) -> Value {
     let card = &run.model.card;
     let read = |name: &str| -> Value {
-        std::fs::read(run.dir.join(name))
+        twinsim_data::read::read_file(&run.dir.join(name), twinsim_data::read::MAX_TEXT_BYTES)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null)

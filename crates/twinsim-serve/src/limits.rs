@@ -1,10 +1,15 @@
-//! What a request may carry. Every limit is checked before the work it
-//! guards: the body while it streams in, an image's pixels from its header.
+//! What a request may carry, and how long a client may take to send it.
+//! Every limit is checked before the work it guards: the head as it is
+//! parsed, the body's declared size before any of it is read and its actual
+//! size while it streams in, an image's pixels from its header.
 
-/// Limits on uploads and queries.
+use std::time::Duration;
+
+/// Limits on connections, uploads and queries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest request body, in bytes (413 past it, while streaming).
+    /// The largest request body, in bytes: 413 at once when Content-Length
+    /// announces more, and while streaming past it otherwise.
     pub max_body_bytes: usize,
     /// The most image files one request may upload.
     pub max_files: usize,
@@ -14,6 +19,22 @@ pub struct Limits {
     pub max_pixels: u64,
     /// The most neighbours a search may ask for.
     pub max_k: usize,
+    /// The longest request target (path and query), in bytes: 414 past it.
+    pub max_uri_bytes: usize,
+    /// The largest request head (request line and headers), in bytes: 431
+    /// past it, as past [`MAX_HEADERS`] headers.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request's line and headers,
+    /// counted from when the server waits for them (a new connection, or a
+    /// kept-alive one after its last answer). Past it the connection is
+    /// closed: slow or idle clients cannot hold connections open.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a whole request body, counted
+    /// from its headers: 408 past it.
+    pub body_timeout: Duration,
+    /// The most connections served at once; more wait in the operating
+    /// system's listen queue until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -24,9 +45,18 @@ impl Default for Limits {
             max_fields: 40,
             max_pixels: 40_000_000,
             max_k: 100,
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 32 << 10,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
         }
     }
 }
+
+/// The most headers a request may carry (hyper's default, kept: a request
+/// of this API needs a handful).
+pub const MAX_HEADERS: usize = 100;
 
 /// Bytes a text field may hold: `k` and flags are a few characters.
 pub const MAX_TEXT_BYTES: usize = 256;

@@ -26,8 +26,8 @@ pub fn document() -> Value {
         r["200"] = json!({ "description": "OK", "content": { "application/json": { "schema": ok } } });
         r
     };
-    let image_codes = ["400", "413", "415", "422"];
-    let index_codes = ["400", "409", "413", "415", "422"];
+    let image_codes = ["400", "408", "413", "415", "422"];
+    let index_codes = ["400", "408", "409", "413", "415", "422"];
     json!({
         "openapi": "3.1.0",
         "info": { "title": "twinsim", "version": env!("CARGO_PKG_VERSION"),
@@ -70,6 +70,7 @@ pub fn document() -> Value {
 fn reason(code: &str) -> &'static str {
     match code {
         "400" => "a missing or malformed field, an empty file, too many files, or k out of range",
+        "408" => "the body did not arrive within the server's body timeout",
         "409" => "no gallery index is loaded",
         "413" => "the body or an image's pixels are over the limit",
         "415" => "a file in a format the server does not take",

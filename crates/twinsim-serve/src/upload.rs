@@ -83,10 +83,7 @@ impl Upload {
 /// The refusal for a multipart stream that broke off or broke the rules.
 fn multipart_error(e: axum::extract::multipart::MultipartError, limits: &Limits) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::too_large(
-            format!("the request body is over {} bytes", limits.max_body_bytes),
-            "send smaller or fewer images (the server's --max-body-bytes sets the limit)",
-        );
+        return ApiError::body_too_large(limits.max_body_bytes);
     }
     ApiError::bad_request(
         format!("not a readable multipart/form-data body: {}", e.body_text()),

@@ -77,15 +77,20 @@ impl Drop for Server {
 /// read by its Content-Length (or chunks): chromedriver keeps connections
 /// open whatever the request asks.
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        stream,
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
-    )
-    .unwrap();
+    );
+    exchange(addr, request.as_bytes())
+}
+
+/// Writes `request`, as is, on a new connection; reads the answer as
+/// [`http`] does.
+fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.write_all(request).unwrap();
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line).unwrap();
@@ -127,6 +132,49 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u1
         reader.read_to_end(&mut body).unwrap();
     }
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn malformed_requests_get_the_json_error_from_the_real_server() {
+    let server = Server::start();
+    for (request, status) in [
+        (
+            "POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+            400,
+        ),
+        (
+            "POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+        ),
+        (
+            "PUT /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            "POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",
+            413,
+        ),
+    ] {
+        let (got, body) = exchange(server.addr, request.as_bytes());
+        let json: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{got}: not JSON: {body:?}"));
+        assert_eq!(got, status, "{json}");
+        assert!(json["error"].is_string() && json["hint"].is_string(), "{json}");
+    }
+}
+
+#[test]
+fn zero_limits_are_refused_with_the_allowed_range() {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for (flag, most) in [
+        ("--max-k", "100000"),
+        ("--max-body-bytes", "4294967296"),
+        ("--max-files", "10000"),
+        ("--max-pixels", "4294967296"),
+    ] {
+        let (ok, _, err) = run(twinsim(scratch).args(["serve", "--model", "nowhere", flag, "0"]));
+        assert!(!ok, "{flag} 0 was accepted");
+        assert!(err.contains(flag) && err.contains(most), "{flag}: {err}");
+    }
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             max_files: args.max_files,
             max_fields: args.max_files + defaults.max_fields - defaults.max_files,
             max_k: args.max_k,
+            ..defaults
         },
         data: super::data_options(global),
     };
