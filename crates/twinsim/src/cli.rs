@@ -84,23 +84,27 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port, printed at start).
     #[arg(long, env = "TWINSIM_PORT", default_value_t = 8000)]
     pub port: u16,
-    /// The largest request body, in bytes.
-    #[arg(long, env = "TWINSIM_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    /// The largest request body, in bytes (1 to 4 GiB).
+    #[arg(long, env = "TWINSIM_MAX_BODY_BYTES", default_value_t = 16 << 20,
+          value_parser = count::<1, { 1 << 32 }>)]
     pub max_body_bytes: usize,
-    /// The most pixels an uploaded image may declare.
-    #[arg(long, env = "TWINSIM_MAX_PIXELS", default_value_t = 40_000_000)]
+    /// The most pixels an uploaded image may declare (1 to 4294967296).
+    #[arg(long, env = "TWINSIM_MAX_PIXELS", default_value_t = 40_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     pub max_pixels: u64,
-    /// The most images one request may upload.
-    #[arg(long, env = "TWINSIM_MAX_FILES", default_value_t = 32)]
+    /// The most images one request may upload (1 to 10000).
+    #[arg(long, env = "TWINSIM_MAX_FILES", default_value_t = 32,
+          value_parser = count::<1, 10_000>)]
     pub max_files: usize,
-    /// The most neighbours a search may ask for.
-    #[arg(long, env = "TWINSIM_MAX_K", default_value_t = 100)]
+    /// The most neighbours a search may ask for (1 to 100000).
+    #[arg(long, env = "TWINSIM_MAX_K", default_value_t = 100,
+          value_parser = count::<1, 100_000>)]
     pub max_k: usize,
 }
 
 /// `twinsim fid A B (--model RUN_DIR | --inception WEIGHTS)`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("features").required(true).args(["model", "inception"])))]
+#[command(group(clap::ArgGroup::new("features").args(["model", "inception"])))]
 pub struct FidArgs {
     /// The first set: an image folder (any depth), a dataset split, NAME:SPLIT
     /// (mnist:test), or saved statistics, FILE.npz (pytorch-fid's `mu` and `sigma`).
@@ -113,7 +117,12 @@ pub struct FidArgs {
     /// Write B's statistics to this .npz file.
     #[arg(long, value_name = "FILE.npz")]
     pub save_stats_b: Option<PathBuf>,
-    /// A run directory made by `twinsim train`: its embeddings are the features compared.
+    /// Replace output files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// A run directory made by `twinsim train`: its embeddings are the
+    /// features compared (one of --model or --inception is needed unless
+    /// both sets are .npz statistics).
     #[arg(long, value_name = "RUN_DIR")]
     pub model: Option<PathBuf>,
     /// Compare Inception-v3's 2048-d pool features instead (standard FID), with
@@ -183,17 +192,23 @@ pub struct IndexBuildArgs {
     /// The index file to write.
     #[arg(short, long, value_name = "INDEX")]
     pub out: PathBuf,
+    /// Replace output files that already exist.
+    #[arg(long)]
+    pub force: bool,
     /// Search: exact (every item, the true neighbours) or hnsw (approximate, for large galleries).
     #[arg(long, default_value = "exact", value_parser = ["exact", "hnsw"])]
     pub backend: String,
     /// hnsw: links per node (M).
-    #[arg(long, default_value_t = HnswParams::default().connectivity)]
+    #[arg(long, default_value_t = HnswParams::default().connectivity,
+          allow_hyphen_values = true, value_parser = count::<2, { twinsim_index::hnsw::MAX_CONNECTIVITY }>)]
     pub connectivity: usize,
     /// hnsw: candidates kept while building (efConstruction).
-    #[arg(long, default_value_t = HnswParams::default().expansion_add)]
+    #[arg(long, default_value_t = HnswParams::default().expansion_add,
+          allow_hyphen_values = true, value_parser = count::<1, { twinsim_index::hnsw::MAX_EXPANSION }>)]
     pub expansion_add: usize,
     /// hnsw: candidates kept while searching (ef); more is slower and more exact.
-    #[arg(long, default_value_t = HnswParams::default().expansion_search)]
+    #[arg(long, default_value_t = HnswParams::default().expansion_search,
+          allow_hyphen_values = true, value_parser = count::<1, { twinsim_index::hnsw::MAX_EXPANSION }>)]
     pub expansion_search: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -242,11 +257,14 @@ pub struct SearchArgs {
     #[arg(required = true, value_name = "QUERY")]
     pub queries: Vec<PathBuf>,
     /// Neighbours per query.
-    #[arg(short, default_value_t = 10)]
+    #[arg(short, default_value_t = 10, allow_hyphen_values = true, value_parser = count::<1, 1_000_000>)]
     pub k: usize,
     /// Draw each query beside its neighbours into this PNG.
     #[arg(long, value_name = "OUT.png")]
     pub grid: Option<PathBuf>,
+    /// Replace the --grid file if it exists.
+    #[arg(long, requires = "grid")]
+    pub force: bool,
     #[command(flatten)]
     pub model: IndexModelArgs,
 }
@@ -394,6 +412,9 @@ pub struct EmbedArgs {
     /// Output folder: embeddings.npy, labels.npy, meta.json.
     #[arg(short, long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Write into --out even when it holds files (replacing these three).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -406,6 +427,9 @@ pub struct ReportArgs {
     /// Where to write report.html and its pictures [default: RUN_DIR/report].
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Write into --out even when it holds files (replacing the report's).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Dataset the pictures are drawn from [default: the training dataset].
     #[arg(long)]
     pub dataset: Option<String>,
@@ -472,7 +496,8 @@ pub struct SelectArgs {
 #[derive(Debug, Args, Clone)]
 pub struct FolderArgs {
     /// Image folders: images are resized to SIZE x SIZE.
-    #[arg(long, default_value_t = 32, value_name = "SIZE")]
+    #[arg(long, default_value_t = 32, value_name = "SIZE", allow_hyphen_values = true,
+          value_parser = count::<1, { twinsim_data::ImageShape::MAX_SIDE }>)]
     pub image_size: usize,
     /// Image folders: 1 (grey) or 3 (RGB) channels.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
@@ -480,4 +505,20 @@ pub struct FolderArgs {
     /// Image folders: decode every image again instead of using the cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+/// Parses a whole number from `MIN` to `MAX`, saying which range when it is
+/// not one (a negative number included: the flags that use it allow a
+/// leading `-`, so `-k -1` is refused as out of range rather than read as a
+/// flag).
+fn count<const MIN: usize, const MAX: usize>(s: &str) -> Result<usize, String> {
+    match s.parse::<i128>() {
+        Ok(n) if (MIN as i128..=MAX as i128).contains(&n) => Ok(n as usize),
+        Ok(n) => Err(format!(
+            "{n} is out of range: use a whole number from {MIN} to {MAX}"
+        )),
+        Err(_) => Err(format!(
+            "'{s}' is not a whole number: use one from {MIN} to {MAX}"
+        )),
+    }
 }

@@ -84,16 +84,43 @@ fn selection_flags_carve_val_and_pick_classes() {
 }
 
 #[test]
-fn offline_with_no_data_falls_back_to_the_embedded_sample_and_says_so() {
+fn offline_with_no_data_named_falls_back_to_the_embedded_sample_and_says_so() {
     let cache = tempfile::tempdir().unwrap();
-    let empty = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run(twinsim(cache.path())
-        .args(["datasets", "mnist", "--data-dir"])
-        .arg(empty.path()));
+    let (ok, out, err) = run(twinsim(cache.path()).args(["datasets", "mnist"]));
     assert!(ok, "{err}");
     assert!(err.contains("embedded"), "no warning about the sample: {err}");
     assert!(out.contains("8000 images"), "{out}");
     assert!(out.contains("the MNIST sample embedded in twinsim"), "{out}");
+}
+
+#[test]
+fn a_named_data_folder_without_the_dataset_is_an_error_not_the_sample() {
+    let cache = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(twinsim(cache.path())
+        .args(["datasets", "mnist", "--data-dir"])
+        .arg(empty.path()));
+    assert_user_error(ok, &err, "t10k-labels-idx1-ubyte.gz");
+    assert!(!err.contains("embedded"), "{err}");
+}
+
+#[test]
+fn the_json_listing_names_the_same_kinds_as_the_text_one() {
+    let cache = tempfile::tempdir().unwrap();
+    let (ok, text, _) = run(twinsim(cache.path()).arg("datasets"));
+    assert!(ok);
+    let (ok, json, _) = run(twinsim(cache.path()).args(["datasets", "--json"]));
+    assert!(ok);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let kinds = v["other_kinds"].as_array().unwrap();
+    let names: Vec<&str> = kinds.iter().map(|k| k["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["folder", "mnist-sample"]);
+    for name in names {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing from: {text}"
+        );
+    }
 }
 
 #[test]
@@ -102,7 +129,10 @@ fn user_mistakes_get_an_error_and_a_hint_never_a_panic() {
     let empty = tempfile::tempdir().unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["datasets", "imagenet"], "unknown dataset"),
-        (&["datasets", "mnist:val", "--classes", "3-12"], "not a class"),
+        (
+            &["datasets", "mnist-sample:val", "--classes", "3-12"],
+            "not a class",
+        ),
         (&["datasets", "cifar100"], "not found"),
         (&["datasets", "./no/such/folder"], "no/such/folder"),
     ];

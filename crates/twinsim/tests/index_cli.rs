@@ -256,7 +256,7 @@ fn bad_requests_and_files_fail_with_a_reason_and_a_hint() {
             .args(extra))
     };
     let (ok, _, err) = search(&["-k", "0"]);
-    assert_user_error(ok, &err, "k must be between 1 and the gallery's 10 items");
+    assert_user_error(ok, &err, "0 is out of range: use a whole number from 1");
     let (ok, _, err) = search(&["-k", "11"]);
     assert_user_error(ok, &err, "not 11");
     let (ok, _, err) = search(&["-k", "-1"]);

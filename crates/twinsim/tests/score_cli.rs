@@ -222,7 +222,8 @@ fn a_model_without_calibration_says_how_to_calibrate() {
             .arg(&copy)
             .arg(&pa)
             .arg("-o")
-            .arg(&out));
+            .arg(&out)
+            .arg("--force"));
         assert!(ok, "{err}");
         serde_json::from_str::<Value>(&stdout).unwrap()["model_hash"].clone()
     };

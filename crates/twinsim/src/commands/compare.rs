@@ -187,13 +187,15 @@ fn describe(skipped: &[Skipped]) -> String {
 /// lines without two fields.
 fn read_pairs(file: &Path) -> anyhow::Result<Vec<Line>> {
     let base = file.parent().unwrap_or(Path::new("."));
+    // Read whole through the one checked opener: a FIFO or /dev/zero named
+    // as the pairs file is refused instead of blocking or filling memory.
+    let bytes = twinsim_data::read::read_file(file, twinsim_data::read::MAX_FILE_BYTES)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
-        .from_path(file)
-        .map_err(|e| twinsim_data::DataError::corrupt(file, e.to_string()))?;
+        .from_reader(bytes.as_slice());
     let mut lines = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| twinsim_data::DataError::corrupt(file, e.to_string()))?;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 use twinsim_data::catalog::{self, DatasetInfo, Layout};
 use twinsim_data::locate::Locator;
+use twinsim_data::split::Source;
 use twinsim_data::{Dataset, DatasetSpec, ImageShape, Origin, SplitName};
 
 use crate::cli::{DatasetsArgs, GlobalArgs};
@@ -23,7 +24,28 @@ pub fn run(global: &GlobalArgs, args: &DatasetsArgs) -> anyhow::Result<()> {
 struct Listing {
     search_order: Vec<PathBuf>,
     datasets: Vec<Entry>,
+    /// Datasets that are not files to find: the text listing and `--json`
+    /// show the same ones.
+    other_kinds: &'static [OtherKind],
 }
+
+/// A kind of dataset with nothing to locate.
+#[derive(Serialize)]
+struct OtherKind {
+    name: &'static str,
+    description: &'static str,
+}
+
+const OTHER_KINDS: &[OtherKind] = &[
+    OtherKind {
+        name: "folder",
+        description: "your own images: any path, e.g. `twinsim datasets ./photos` (DIR/<class>/<image>, optional train/ and test/)",
+    },
+    OtherKind {
+        name: "mnist-sample",
+        description: "the 8,000 + 2,000 MNIST images embedded in twinsim",
+    },
+];
 
 #[derive(Serialize)]
 struct Entry {
@@ -54,6 +76,7 @@ fn list(global: &GlobalArgs) -> anyhow::Result<()> {
     let listing = Listing {
         search_order: locator.roots(),
         datasets,
+        other_kinds: OTHER_KINDS,
     };
     if global.json {
         return print_json(&listing);
@@ -77,8 +100,10 @@ fn list(global: &GlobalArgs) -> anyhow::Result<()> {
         }
         println!("  licence: {}", d.licence);
     }
-    println!("\nfolder  your own images: any path, e.g. `twinsim datasets ./photos` (DIR/<class>/<image>, optional train/ and test/)");
-    println!("mnist-sample  the 8,000 + 2,000 MNIST images embedded in twinsim");
+    println!();
+    for kind in OTHER_KINDS {
+        println!("{}  {}", kind.name, kind.description);
+    }
     Ok(())
 }
 
@@ -134,14 +159,18 @@ struct SplitSummary {
 fn summarise(global: &GlobalArgs, args: &DatasetsArgs, spec: &str) -> anyhow::Result<()> {
     let opts = super::select_options(global, &args.select);
     let parsed: DatasetSpec = spec.parse()?;
-    // Without an explicit split, show both official ones.
+    // Without an explicit split, show both official ones, or the one a
+    // folder without train/ and test/ has.
     let specs = if spec.ends_with(&format!(":{}", parsed.split.as_str())) {
         vec![parsed.clone()]
     } else {
-        vec![
-            parsed.with_split(SplitName::Train),
-            parsed.with_split(SplitName::Test),
-        ]
+        let has_test = match &parsed.source {
+            Source::Folder(root) => twinsim_data::folder::splits(root)?.iter().any(|s| s == "test"),
+            _ => true,
+        };
+        let mut both = vec![parsed.with_split(SplitName::Train)];
+        both.extend(has_test.then(|| parsed.with_split(SplitName::Test)));
+        both
     };
     let mut splits = Vec::new();
     for s in &specs {

@@ -38,6 +38,7 @@ struct Meta {
 
 /// Runs `twinsim embed`.
 pub fn run(global: &GlobalArgs, args: &EmbedArgs) -> anyhow::Result<()> {
+    crate::output::check_folder(&args.out, args.force)?;
     let run = Run::open(&args.model, super::device(&args.device)?)?;
     let model = &run.model;
     let (images, labels, dataset, classes) = match &args.dataset {

@@ -106,11 +106,28 @@ impl Extractor {
     }
 }
 
+/// True when `spec` names saved statistics rather than images.
+fn is_stats(spec: &str) -> bool {
+    spec.ends_with(".npz")
+}
+
 /// Runs `twinsim fid`.
 pub fn run(global: &GlobalArgs, args: &FidArgs) -> anyhow::Result<()> {
-    let extractor = Extractor::open(args)?;
-    let a = side(global, &extractor, &args.a)?;
-    let b = side(global, &extractor, &args.b)?;
+    for path in [&args.save_stats, &args.save_stats_b].into_iter().flatten() {
+        crate::output::check_file(path, args.force)?;
+    }
+    // Two statistics files are compared as they are, as pytorch-fid does:
+    // no features need computing, so no model is needed.
+    let extractor = match (
+        is_stats(&args.a) && is_stats(&args.b),
+        &args.model,
+        &args.inception,
+    ) {
+        (true, None, None) => None,
+        _ => Some(Extractor::open(args)?),
+    };
+    let a = side(global, extractor.as_ref(), &args.a)?;
+    let b = side(global, extractor.as_ref(), &args.b)?;
     for (side, path) in [(&a, &args.save_stats), (&b, &args.save_stats_b)] {
         if let Some(path) = path {
             side.stats.save(path)?;
@@ -135,7 +152,10 @@ pub fn run(global: &GlobalArgs, args: &FidArgs) -> anyhow::Result<()> {
         kid_subset_size: k.map(|k| k.subset_size),
         n_a: a.features.as_ref().map(|_| a.stats.count),
         n_b: b.features.as_ref().map(|_| b.stats.count),
-        features: extractor.describe(),
+        features: extractor.as_ref().map_or_else(
+            || "those the statistics were computed with".into(),
+            Extractor::describe,
+        ),
     };
     if global.json {
         return print_json(&out);
@@ -157,11 +177,12 @@ pub fn run(global: &GlobalArgs, args: &FidArgs) -> anyhow::Result<()> {
         count(out.n_b, &args.b)
     );
     match extractor {
-        Extractor::Model(_) => println!(
+        None => println!("features: {}", out.features),
+        Some(Extractor::Model(_)) => println!(
             "features: {} (not Inception: compare only with FIDs on the same model)",
             out.features
         ),
-        Extractor::Inception { .. } => println!(
+        Some(Extractor::Inception { .. }) => println!(
             "features: {} (images resized to 299x299 bicubic; pytorch-fid resizes bilinearly, so its values differ a little)",
             out.features
         ),
@@ -170,9 +191,15 @@ pub fn run(global: &GlobalArgs, args: &FidArgs) -> anyhow::Result<()> {
 }
 
 /// The side `spec`: a statistics file, or images to embed.
-fn side(global: &GlobalArgs, extractor: &Extractor, spec: &str) -> anyhow::Result<Side> {
-    if spec.ends_with(".npz") {
+fn side(global: &GlobalArgs, extractor: Option<&Extractor>, spec: &str) -> anyhow::Result<Side> {
+    if is_stats(spec) {
         let stats = Statistics::load(Path::new(spec))?;
+        let Some(extractor) = extractor else {
+            return Ok(Side {
+                stats,
+                features: None,
+            });
+        };
         if stats.dim() != extractor.dim() {
             anyhow::bail!(twinsim_learn::LearnError::config(
                 format!(
@@ -188,6 +215,12 @@ fn side(global: &GlobalArgs, extractor: &Extractor, spec: &str) -> anyhow::Resul
             features: None,
         });
     }
+    let Some(extractor) = extractor else {
+        anyhow::bail!(twinsim_learn::LearnError::config(
+            format!("{spec} is images, and no features were named to compare them by"),
+            "pass --model RUN_DIR (a trained model) or --inception WEIGHTS (standard FID)",
+        ));
+    };
     let features = extractor.features(global, spec)?;
     Ok(Side {
         stats: Statistics::of(&features)?,

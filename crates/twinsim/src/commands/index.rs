@@ -25,6 +25,7 @@ pub fn run(global: &GlobalArgs, args: &IndexArgs) -> anyhow::Result<()> {
 
 /// `twinsim index build`.
 fn build(global: &GlobalArgs, args: &IndexBuildArgs) -> anyhow::Result<()> {
+    crate::output::check_file(&args.out, args.force)?;
     let run = Run::open(&args.model, super::device(&args.device)?)?;
     let gallery = from_source(global, &run, &args.source)?;
     // Absolute, so the index finds its model from any working directory.

@@ -8,6 +8,11 @@ use crate::report::print_json;
 
 /// Runs `twinsim report`.
 pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {
+    // The run's own report folder is the run's to rewrite; a folder the
+    // user names follows the output policy.
+    if let Some(out) = &args.out {
+        crate::output::check_folder(out, args.force)?;
+    }
     let run = Run::open(&args.run_dir, super::device(&args.device)?)?;
     let opts = ReportOptions {
         out: args.out.clone().unwrap_or_else(|| args.run_dir.join("report")),

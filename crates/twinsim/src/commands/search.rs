@@ -17,6 +17,9 @@ use crate::report::print_json;
 
 /// Runs `twinsim search`.
 pub fn search(global: &GlobalArgs, args: &SearchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.grid {
+        crate::output::check_file(path, args.force)?;
+    }
     let (index, run) = super::index::open(&args.index, &args.model)?;
     let calibration = run.model.require_calibration(&run.dir)?;
     let (queries, embedded) = embed_queries(&run, &args.queries)?;

@@ -15,6 +15,7 @@ use crate::report::print_json;
 /// Runs `twinsim train`.
 pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
     let mut options = args.options.clone();
+    options.validate()?;
     if let Some(path) = &args.config {
         options = options.over(TrainOptions::from_toml_file(path)?);
     }
