@@ -1,22 +1,18 @@
 // Shared by the build scripts of the crates that link libtorch (included
 // with `include!`): torch-sys compiles its own wrapper with an rpath but does
 // not give one to the final binaries, so each binary records where libtorch
-// is (no LD_LIBRARY_PATH needed). When the libtorch found is a CUDA build,
-// libtorch.so is linked with --no-as-needed, because nothing references its
-// symbols directly and the linker would otherwise drop it, and with it CUDA.
-// TWINSIM_CUDA=0 builds a CPU-only binary from a CUDA libtorch.
+// is (no LD_LIBRARY_PATH needed).
+//
+// libtorch's CUDA half is not linked: torch-sys asks for -ltorch_cuda, but
+// nothing references its symbols, so the linker's --as-needed drops it, and
+// `twinsim_learn::device` loads it with dlopen (through this rpath) when a
+// GPU is asked for. Linked in, libtorch_cuda and the cuDNN, cuBLAS and NCCL
+// it needs made every command, `--version` included, cost 0.6 s and 460 MB
+// before doing anything (docs/benchmarks.md, "Start-up").
 fn twinsim_link_libtorch() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    println!("cargo:rerun-if-env-changed=TWINSIM_CUDA");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    let cuda = std::path::Path::new(&lib).join("libtorch_cuda.so").exists();
-    if cuda && std::env::var("TWINSIM_CUDA").as_deref() != Ok("0") {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-L{lib}");
-        println!("cargo:rustc-link-arg=-ltorch");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
 }

@@ -26,7 +26,7 @@ fn devices_parse_and_missing_gpus_are_explained() {
     assert!(twinsim_learn::parse_device("tpu")
         .unwrap_err()
         .contains("unknown device"));
-    if !tch::Cuda::is_available() {
+    if twinsim_learn::device::cuda_device_count() == 0 {
         let err = twinsim_learn::parse_device("cuda").unwrap_err();
         assert!(err.contains("no CUDA GPU"), "{err}");
         assert_eq!(twinsim_learn::parse_device("auto").unwrap(), Device::Cpu);

@@ -300,7 +300,7 @@ fn set_up_runtime(cfg: &TrainConfig, world: &World) -> Result<Device> {
     let mut device = parse_device(&cfg.device)
         .map_err(|e| LearnError::config(e, "pass --device cpu, or a GPU libtorch sees"))?;
     if cfg.device == "auto" && device.is_cuda() && world.size() > 1 {
-        device = Device::Cuda(world.local_rank() % tch::Cuda::device_count().max(1) as usize);
+        device = Device::Cuda(world.local_rank() % crate::device::cuda_device_count().max(1));
     }
     if cfg.deterministic {
         tch::Cuda::cudnn_set_benchmark(false);
