@@ -202,45 +202,46 @@ impl TrainOptions {
                 return Err(LearnError::config(format!("{name} = {v} is out of range"), hint));
             }
         }
+        // (option, value, least, most, hint)
         let counts = [
             (
                 "epochs",
                 self.epochs,
+                1,
                 usize::MAX,
                 "train for at least 1 epoch".to_string(),
             ),
             (
                 "batch-size",
                 self.batch_size,
+                2,
                 usize::MAX,
                 "a batch holds at least 2 images, e.g. 256".to_string(),
             ),
             (
                 "per-class-batch",
                 self.per_class_batch,
+                2,
                 usize::MAX,
                 "a P x K batch takes K of at least 2 images per class, e.g. 32".to_string(),
             ),
             (
                 "per-class",
                 self.per_class,
+                1,
                 usize::MAX,
                 "keep at least 1 image per class".to_string(),
             ),
             (
                 "threads",
                 self.threads,
+                1,
                 cores,
                 format!("use from 1 to {cores} threads: this machine has {cores} cores"),
             ),
         ];
-        for (name, value, high, hint) in counts {
-            let least = if matches!(name, "batch-size" | "per-class-batch") {
-                2
-            } else {
-                1
-            };
-            if let Some(v) = value.filter(|&v| v < least || v > high) {
+        for (name, value, least, most, hint) in counts {
+            if let Some(v) = value.filter(|&v| v < least || v > most) {
                 return Err(LearnError::config(format!("{name} = {v} is out of range"), hint));
             }
         }
