@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use crate::catalog::{DatasetInfo, Layout, RemoteFile};
 use crate::download;
@@ -31,43 +32,7 @@ pub struct Locator {
     pub mirrors: Option<Vec<String>>,
     /// Show a progress bar on stderr while downloading.
     pub progress: bool,
-    /// The downloads that failed, shared by this locator's clones: one
-    /// command tries each dataset's download once, however many splits it
-    /// loads (an offline `train` used to try, and warn, four times).
-    pub failed: FailedDownloads,
 }
-
-/// Datasets whose download failed, with why; clones share one record.
-#[derive(Clone, Debug, Default)]
-pub struct FailedDownloads(std::sync::Arc<std::sync::Mutex<Vec<Failure>>>);
-
-/// A dataset's name and the lines saying why its download failed.
-type Failure = (&'static str, Vec<String>);
-
-impl FailedDownloads {
-    fn get(&self, dataset: &str) -> Option<Vec<String>> {
-        let failed = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        failed
-            .iter()
-            .find(|(name, _)| *name == dataset)
-            .map(|(_, e)| e.clone())
-    }
-
-    fn record(&self, dataset: &'static str, errors: &[String]) {
-        let mut failed = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        failed.push((dataset, errors.to_vec()));
-    }
-}
-
-/// What was tried says nothing about where to look, so two locators that
-/// search and download alike are equal whatever failed before.
-impl PartialEq for FailedDownloads {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for FailedDownloads {}
 
 /// A dataset's files as found (or downloaded).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,7 +73,6 @@ impl Locator {
             download: non_empty_var("TWINSIM_OFFLINE").is_none_or(|v| v == "0"),
             mirrors: non_empty_var("TWINSIM_MIRRORS").and_then(|v| parse_mirrors(&v.to_string_lossy())),
             progress: std::io::stderr().is_terminal(),
-            failed: FailedDownloads::default(),
         }
     }
 
@@ -164,11 +128,24 @@ impl Locator {
         if !self.download {
             return Err(self.not_found(info, Vec::new()));
         }
-        if let Some(errors) = self.failed.get(info.name) {
+        // One try per process for the same download: a command loads
+        // several splits (train, test, the report's), each of which would
+        // otherwise try, and warn, again. Keyed by where and from where, so
+        // another target or mirror is still tried.
+        static FAILED: Mutex<Vec<(String, Vec<String>)>> = Mutex::new(Vec::new());
+        let key = format!("{}\n{:?}\n{:?}", info.name, self.download_root(), self.mirrors);
+        let known = FAILED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, errors)| errors.clone());
+        if let Some(errors) = known {
             return Err(self.not_found(info, errors));
         }
         self.download_missing(info).map_err(|errors| {
-            self.failed.record(info.name, &errors);
+            let mut failed = FAILED.lock().unwrap_or_else(PoisonError::into_inner);
+            failed.push((key, errors.clone()));
             self.not_found(info, errors)
         })
     }

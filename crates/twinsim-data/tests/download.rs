@@ -475,3 +475,26 @@ fn folder_layout_is_not_located() {
     let err = locator.locate(catalog::find("folder").unwrap()).unwrap_err();
     assert!(matches!(err, DataError::Invalid { .. }), "{err:?}");
 }
+
+#[test]
+fn a_failed_download_is_tried_once_per_process_for_the_same_target() {
+    let info = mnist();
+    let server = Server::start(HashMap::new());
+    let data_dir = tempfile::tempdir().unwrap();
+    let first = locator(data_dir.path(), vec![server.base("none")], true).locate(info);
+    assert!(matches!(first, Err(DataError::NotFound { .. })));
+    let tried = server.requests().len();
+    assert!(tried > 0);
+    // A new locator for the same folder and mirrors (another split of the
+    // same command) reports the same failure without asking again.
+    let again = locator(data_dir.path(), vec![server.base("none")], true).locate(info);
+    match again {
+        Err(DataError::NotFound { download_errors, .. }) => assert!(!download_errors.is_empty()),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(server.requests().len(), tried);
+    // Another mirror is another download, and is tried.
+    let other = locator(data_dir.path(), vec![server.base("elsewhere")], true).locate(info);
+    assert!(other.is_err());
+    assert!(server.requests().len() > tried);
+}
