@@ -27,13 +27,16 @@ tree=$work/tree
 [[ -d $tree ]] || git worktree add --detach "$tree" HEAD >/dev/null
 
 binary() { # rev → path of its twinsim binary
-  local rev=$1 bin="$work/twinsim-$1"
-  if [[ ! -x $bin ]]; then
+  local rev=$1 dir="$work/bin-$1"
+  if [[ ! -x $dir/twinsim ]]; then
     git -C "$tree" checkout -q --detach "$rev"
     (cd "$tree" && CARGO_TARGET_DIR=../target cargo build --release -q -p twinsim)
-    cp "$work/target/release/twinsim" "$bin"
+    mkdir -p "$dir"
+    # Since the launcher split, twinsim execs twinsim-core beside it.
+    cp "$work/target/release/twinsim" "$dir/"
+    [[ ! -x $work/target/release/twinsim-core ]] || cp "$work/target/release/twinsim-core" "$dir/"
   fi
-  echo "$bin"
+  echo "$dir/twinsim"
 }
 
 epoch_seconds() { # binary → seconds of one training epoch

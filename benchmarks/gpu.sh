@@ -9,7 +9,7 @@
 #
 #   benchmarks/gpu.sh TWINSIM DATA_DIR OUT [SEEDS]      (SEEDS default "0 1 2")
 #
-# TWINSIM: a release binary built with a CUDA libtorch (the project's set-up
+# TWINSIM: a release binary, with twinsim-core beside it, built with a CUDA libtorch (the project's set-up
 # installs one) and without MPI (`cargo build --release -p twinsim`, not
 # ./dev build: a GPU machine without Open MPI cannot load libmpi); DATA_DIR laid out like ../shared/data (mnist/*.gz,
 # cifar10/cifar10-jpeg.tar.gz, unpacked here into an image folder). Where

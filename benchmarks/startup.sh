@@ -45,7 +45,10 @@ fi
 # floor that any binary linking libtorch pays, loading it before main and
 # running its static destructors after; and the same program ending with
 # _exit, which skips those destructors.
-libdir=$(dirname "$(ldd "$1" | awk '/libtorch_cpu\.so/ { print $3 }')")
+# The launcher links no libtorch; its core (beside it since the split) does.
+core=$(dirname "$1")/twinsim-core
+[ -x "$core" ] || core=$1
+libdir=$(dirname "$(ldd "$core" | awk '/libtorch_cpu\.so/ { print $3 }')")
 floor() { # name, C body of main
   echo "#include <unistd.h>
 int main(void) { $2 }" >"$out/$1.c"

@@ -8,7 +8,9 @@ use twinsim_index::hnsw::HnswParams;
 /// Train neural networks that score how similar two images are, then compare,
 /// search and measure with them.
 #[derive(Debug, Parser)]
-#[command(name = "twinsim", version, about, long_about = None)]
+// Plain help text, in a terminal too: the launcher (src/launcher.rs) prints
+// the top-level help from a stored copy, which must read the same as this.
+#[command(name = "twinsim", version, about, long_about = None, styles = clap::builder::Styles::plain())]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
