@@ -29,7 +29,9 @@ def log(*args):
 
 def parse_args(description):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--data", default="../shared/data", help="folder holding mnist/*.gz")
+    p.add_argument("--data", default="../shared/data", help="folder holding mnist/*.gz (and fashion-mnist/*.gz)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
+                   help="which IDX dataset: same files, same layout")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, all cores]")
@@ -54,10 +56,11 @@ def read_idx(path):
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def load_mnist(data_dir):
-    """(train images, train labels, test images, test labels): images as
-    float tensors N x 1 x 28 x 28 in [0, 1] (like ToTensor), labels int64."""
-    d = os.path.join(data_dir, "mnist")
+def load_mnist(data_dir, dataset="mnist"):
+    """(train images, train labels, test images, test labels) of MNIST or
+    Fashion-MNIST: images as float tensors N x 1 x 28 x 28 in [0, 1] (like
+    ToTensor), labels int64."""
+    d = os.path.join(data_dir, dataset)
 
     def split(name):
         x = read_idx(os.path.join(d, f"{name}-images-idx3-ubyte.gz"))

@@ -40,7 +40,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
     common.setup(args)
-    xtr, ytr, xte, yte = common.load_mnist(args.data)
+    xtr, ytr, xte, yte = common.load_mnist(args.data, args.dataset)
     xtr, xte = (xtr - 0.1307) / 0.3081, (xte - 0.1307) / 0.3081
     model = Net()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)

@@ -50,7 +50,7 @@ def contractive_loss(o1, o2, y):  # the seed's code, verbatim
 def main():
     args = common.parse_args("The seed's Siamese network and contrastive loss on MNIST").parse_args()
     common.setup(args)
-    data = xtr, ytr, _, _ = common.load_mnist(args.data)
+    data = xtr, ytr, _, _ = common.load_mnist(args.data, args.dataset)
     model = Siamese()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     timer, images, batch = common.Timer(), 0, 128

@@ -29,7 +29,8 @@ fn every_recipe_parses() {
 fn the_fast_mnist_recipe_is_the_small_cnn_for_two_epochs() {
     let cfg = TrainOptions::from_toml_file(&recipe("mnist-fast.toml"))
         .unwrap()
-        .resolve(false, 10);
+        .resolve(1, 10)
+        .unwrap();
     assert_eq!(
         (cfg.arch.as_str(), cfg.augment.as_str(), cfg.epochs),
         ("cnn", "none", 2)
@@ -43,7 +44,8 @@ fn the_fast_mnist_recipe_is_the_small_cnn_for_two_epochs() {
 fn the_gpu_cifar_recipe_is_airbench_with_sgd_for_24_epochs() {
     let cfg = TrainOptions::from_toml_file(&recipe("cifar10-gpu.toml"))
         .unwrap()
-        .resolve(true, 10);
+        .resolve(3, 10)
+        .unwrap();
     assert_eq!(
         (cfg.arch.as_str(), cfg.loss.as_str(), cfg.augment.as_str()),
         ("airbench", "normalized-softmax", "shift-flip")

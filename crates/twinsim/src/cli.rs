@@ -42,6 +42,7 @@ pub enum Command {
     /// List the datasets twinsim knows and where they are, or summarise one.
     Datasets(DatasetsArgs),
     /// Train a similarity model and write a run directory.
+    #[command(after_help = recipes_help())]
     Train(Box<TrainArgs>),
     /// Measure a trained model: retrieval and verification metrics, beside
     /// raw pixels and the untrained network on the same protocol.
@@ -440,6 +441,19 @@ pub struct ReportArgs {
     pub map_points: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// The recipes `train` chooses from, as `train --help` ends: one line each,
+/// from their registry.
+fn recipes_help() -> String {
+    let lines: Vec<String> = twinsim_learn::train::RECIPES
+        .iter()
+        .map(|r| format!("  {:<8} {}", r.name, r.describe()))
+        .collect();
+    format!(
+        "Recipes (the defaults; each option given wins, --recipe picks one by name):\n{}",
+        lines.join("\n")
+    )
 }
 
 /// `twinsim train [OPTIONS]`.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::recipe::{DataTraits, Recipe};
 use crate::error::{LearnError, Result};
 
 /// Training options as the user gives them. The same names are the
@@ -17,11 +18,15 @@ pub struct TrainOptions {
     /// Dataset to train on, NAME (fit and val are carved from its train split) (mnist, fashion-mnist, cifar10, cifar100, ./photos) [default: mnist].
     #[cfg_attr(feature = "cli", arg(long))]
     pub dataset: Option<String>,
-    /// Encoder: seed, cnn, cnn-wide, resnet, airbench, airbench-half [default: cnn-wide for grey images, airbench-half for colour].
+    /// Recipe: digits, grey, colour, the defaults of the options below (listed at the end of
+    /// `twinsim train --help`) [default: digits for MNIST, else grey or colour by the images' channels].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub recipe: Option<String>,
+    /// Encoder: seed, mlp, cnn, cnn-wide, resnet, airbench, airbench-half [default: the recipe's].
     #[cfg_attr(feature = "cli", arg(long))]
     pub arch: Option<String>,
     /// Loss: seed-contrastive, contrastive, triplet, angular, multi-similarity, supcon,
-    /// normalized-softmax, arcface, cosface [default: multi-similarity for grey images, normalized-softmax for colour].
+    /// normalized-softmax, arcface, cosface [default: the recipe's].
     #[cfg_attr(feature = "cli", arg(long))]
     pub loss: Option<String>,
     /// Triplet mining: batch-all, batch-hard, semi-hard [default: batch-all].
@@ -33,7 +38,7 @@ pub struct TrainOptions {
     /// Softmax temperature (supcon, normalized-softmax) [default: the loss's own].
     #[cfg_attr(feature = "cli", arg(long))]
     pub temperature: Option<f64>,
-    /// Label smoothing of the proxy losses (normalized-softmax, arcface, cosface) [default: 0].
+    /// Label smoothing of the proxy losses (normalized-softmax, arcface, cosface) [default: the recipe's with its loss, else 0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub label_smoothing: Option<f64>,
     /// Batch sampler: pairs, balanced-pairs, pk [default: pairs for seed-contrastive, else pk].
@@ -42,19 +47,19 @@ pub struct TrainOptions {
     /// Images per class in a pk batch (P = batch-size / K) [default: 32].
     #[cfg_attr(feature = "cli", arg(long))]
     pub per_class_batch: Option<usize>,
-    /// Passes over the training data [default: 5 for MNIST, 8 for other grey images, 15 for colour].
+    /// Passes over the training data [default: the recipe's: digits 5, grey 4, colour 15].
     #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
     /// Images per batch (pairs count twice) [default: 256, or fewer classes x K for pk batches].
     #[cfg_attr(feature = "cli", arg(long))]
     pub batch_size: Option<usize>,
-    /// Peak learning rate [default: 0.3 x batch/256 for colour with sgd, 0.003 for MNIST, else 0.002].
+    /// Peak learning rate [default: the recipe's, 0.3 x batch/256 with sgd; 0.002 for adamw with another recipe's loss].
     #[cfg_attr(feature = "cli", arg(long))]
     pub lr: Option<f64>,
-    /// Optimizer: adamw, adam, sgd [default: sgd for colour images with a proxy loss, else adamw].
+    /// Optimizer: adamw, adam, sgd [default: the recipe's; adamw when a loss of another kind is given].
     #[cfg_attr(feature = "cli", arg(long))]
     pub optimizer: Option<String>,
-    /// Weight decay (decoupled for adamw) [default: 0.0005 with sgd for colour, else 0.0001].
+    /// Weight decay (decoupled for adamw) [default: 0.0005 with sgd, else 0.0001].
     #[cfg_attr(feature = "cli", arg(long))]
     pub weight_decay: Option<f64>,
     /// Learning-rate schedule: cosine (with warm-up), constant [default: cosine].
@@ -82,7 +87,7 @@ pub struct TrainOptions {
     /// Same results on every run with the same seed (fixed threads, deterministic kernels).
     #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true"))]
     pub deterministic: Option<bool>,
-    /// Augmentation: auto (shift-flip for colour, affine for grey), none, crop-flip, shift, shift-flip, affine [default: auto].
+    /// Augmentation: none, crop-flip, shift, shift-flip, affine [default: the recipe's: digits affine, else shift-flip].
     #[cfg_attr(feature = "cli", arg(long))]
     pub augment: Option<String>,
     /// Share of train held out for the per-epoch validation metric [default: 0.1].
@@ -267,6 +272,10 @@ impl TrainOptions {
 #[serde(rename_all = "kebab-case")]
 pub struct TrainConfig {
     pub dataset: String,
+    /// The recipe that gave the defaults. Absent from runs made before
+    /// recipes had names.
+    #[serde(default)]
+    pub recipe: Option<String>,
     pub arch: String,
     pub loss: String,
     pub miner: Option<String>,
@@ -306,15 +315,32 @@ pub struct TrainConfig {
 }
 
 impl TrainOptions {
-    /// Fills every unset option with its default; `colour` says whether the
-    /// dataset's images have 3 channels (it picks the encoder), `classes`
-    /// how many classes have images (it caps P x K batches).
-    pub fn resolve(self, colour: bool, classes: usize) -> TrainConfig {
+    /// Fills every unset option with its default: the recipe's, chosen by
+    /// name or from the data (its `channels`); `classes` (how many classes
+    /// have images) caps P x K batches.
+    pub fn resolve(self, channels: i64, classes: usize) -> Result<TrainConfig> {
         let dataset = self.dataset.unwrap_or_else(|| "mnist".into());
-        let (arch, loss, epochs) = data_defaults(&dataset, colour);
-        let arch = self.arch.unwrap_or_else(|| arch.into());
-        let loss = self.loss.unwrap_or_else(|| loss.into());
-        let optimizer = optimizer_defaults(&dataset, colour, &loss);
+        let recipe = match &self.recipe {
+            Some(name) => Recipe::by_name(name)?,
+            None => Recipe::for_data(DataTraits {
+                dataset: &dataset,
+                channels,
+            }),
+        };
+        let arch = self.arch.unwrap_or_else(|| recipe.arch.into());
+        let loss = self.loss.unwrap_or_else(|| recipe.loss.into());
+        // SGD at a high rate was tuned with proxy losses; a pair loss given
+        // instead keeps AdamW, with which the pair losses were tuned.
+        let sgd_misfit = recipe.optimizer == "sgd" && !Recipe::is_proxy_loss(&loss);
+        let optimizer = match sgd_misfit {
+            false => *recipe,
+            true => Recipe {
+                optimizer: "adamw",
+                lr: 2e-3,
+                weight_decay: 1e-4,
+                ..*recipe
+            },
+        };
         let sampler = self
             .sampler
             .unwrap_or_else(|| if loss == "seed-contrastive" { "pairs" } else { "pk" }.into());
@@ -327,22 +353,20 @@ impl TrainOptions {
             (None, "pk") => 256.min(classes.max(2) * per_class_batch),
             (None, _) => 256,
         };
-        // SGD's rate was tuned at batch 256 and scales with the batch (the
-        // linear rule), so a small batch of a small folder does not diverge.
-        let lr = match optimizer.name {
-            "sgd" => optimizer.lr * batch_size as f64 / 256.0,
-            _ => optimizer.lr,
-        };
-        TrainConfig {
+        let label_smoothing = self
+            .label_smoothing
+            .or(recipe.label_smoothing.filter(|_| loss == recipe.loss));
+        Ok(TrainConfig {
+            recipe: Some(recipe.name.into()),
             miner: self.miner,
             margin: self.margin,
             temperature: self.temperature,
-            label_smoothing: self.label_smoothing,
+            label_smoothing,
             per_class_batch,
-            epochs: self.epochs.unwrap_or(epochs),
+            epochs: self.epochs.unwrap_or(recipe.epochs),
             batch_size,
-            lr: self.lr.unwrap_or(lr),
-            optimizer: self.optimizer.unwrap_or_else(|| optimizer.name.into()),
+            lr: self.lr.unwrap_or(optimizer.lr_at(batch_size)),
+            optimizer: self.optimizer.unwrap_or_else(|| optimizer.optimizer.into()),
             weight_decay: self.weight_decay.unwrap_or(optimizer.weight_decay),
             schedule: self.schedule.unwrap_or_else(|| "cosine".into()),
             ema: self.ema,
@@ -350,7 +374,7 @@ impl TrainOptions {
             device: self.device.unwrap_or_else(|| "auto".into()),
             precision: self.precision.unwrap_or_else(|| "auto".into()),
             deterministic: self.deterministic.unwrap_or(false),
-            augment: self.augment.unwrap_or_else(|| "auto".into()),
+            augment: self.augment.unwrap_or_else(|| recipe.augment.into()),
             val_fraction: self.val_fraction.unwrap_or(0.1),
             classes: self.classes,
             per_class: self.per_class,
@@ -363,51 +387,7 @@ impl TrainOptions {
             embedding: self.embedding.unwrap_or_else(head),
             out,
             world_size: 1,
-        }
-    }
-}
-
-/// Default (encoder, loss, epochs) for a dataset (docs/benchmarks.md,
-/// "Speed"). Colour images get airbench's network at half width with
-/// normalized softmax for 15 epochs: CIFAR-10 Precision@1 0.86 in about 14
-/// minutes on 2 CPU cores, where the quarter-width ResNet-9 reached 0.76.
-/// Grey images get cnn-wide with multi-similarity for 8 epochs, MNIST 5.
-fn data_defaults(dataset: &str, colour: bool) -> (&'static str, &'static str, usize) {
-    match (dataset, colour) {
-        (_, true) => ("airbench-half", "normalized-softmax", 15),
-        ("mnist", _) => ("cnn-wide", "multi-similarity", 5),
-        _ => ("cnn-wide", "multi-similarity", 8),
-    }
-}
-
-/// A default optimizer with its peak learning rate and weight decay.
-struct OptimizerDefaults {
-    name: &'static str,
-    lr: f64,
-    weight_decay: f64,
-}
-
-/// The default optimizer for a dataset and loss. Colour images with a
-/// proxy loss train with SGD at a high learning rate, as airbench does
-/// (better than AdamW on CIFAR-10 in the trials); everything else with
-/// AdamW. MNIST reaches the quality of 8 epochs at 2e-3 in 5 at 3e-3, but
-/// Fashion-MNIST does not (0.8417 against 0.8510), so only MNIST gets the
-/// higher rate.
-fn optimizer_defaults(dataset: &str, colour: bool, loss: &str) -> OptimizerDefaults {
-    let proxy = matches!(loss, "normalized-softmax" | "arcface" | "cosface");
-    let adamw = |lr| OptimizerDefaults {
-        name: "adamw",
-        lr,
-        weight_decay: 1e-4,
-    };
-    match (dataset, colour) {
-        (_, true) if proxy => OptimizerDefaults {
-            name: "sgd",
-            lr: 0.3,
-            weight_decay: 5e-4,
-        },
-        ("mnist", _) => adamw(3e-3),
-        _ => adamw(2e-3),
+        })
     }
 }
 
@@ -442,25 +422,87 @@ fn next_run_dir(dataset: &str, arch: &str, loss: &str) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn resolved(dataset: &str, colour: bool) -> TrainConfig {
+    fn resolved(dataset: &str, channels: i64) -> TrainConfig {
         TrainOptions {
             dataset: Some(dataset.into()),
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(colour, 10)
+        .resolve(channels, 10)
+        .unwrap()
     }
 
     #[test]
-    fn only_mnist_gets_the_short_schedule() {
-        let schedule = |c: TrainConfig| (c.epochs, c.lr);
-        assert_eq!(schedule(resolved("mnist", false)), (5, 3e-3));
-        assert_eq!(schedule(resolved("fashion-mnist", false)), (8, 2e-3));
+    fn digits_and_other_grey_images_get_their_own_recipes() {
+        let recipe = |c: TrainConfig| (c.recipe.unwrap(), c.arch, c.augment, c.optimizer, c.epochs, c.lr);
+        assert_eq!(
+            recipe(resolved("mnist", 1)),
+            (
+                "digits".into(),
+                "cnn-wide".into(),
+                "affine".into(),
+                "adamw".into(),
+                5,
+                3e-3
+            )
+        );
+        assert_eq!(
+            recipe(resolved("fashion-mnist", 1)),
+            (
+                "grey".into(),
+                "resnet".into(),
+                "shift-flip".into(),
+                "sgd".into(),
+                4,
+                0.3
+            )
+        );
+        assert_eq!(resolved("fashion-mnist", 1).label_smoothing, Some(0.1));
+    }
+
+    #[test]
+    fn a_named_recipe_wins_over_the_data_and_a_flag_over_the_recipe() {
+        let cfg = TrainOptions {
+            dataset: Some("./scans".into()),
+            recipe: Some("digits".into()),
+            epochs: Some(2),
+            out: Some("unused".into()),
+            ..TrainOptions::default()
+        }
+        .resolve(1, 10)
+        .unwrap();
+        assert_eq!(
+            (cfg.arch.as_str(), cfg.augment.as_str(), cfg.epochs),
+            ("cnn-wide", "affine", 2)
+        );
+        let unknown = TrainOptions {
+            recipe: Some("clothes".into()),
+            ..TrainOptions::default()
+        }
+        .resolve(1, 10)
+        .unwrap_err();
+        assert!(unknown.to_string().contains("unknown recipe 'clothes'"));
+    }
+
+    #[test]
+    fn another_loss_drops_the_recipes_label_smoothing_and_sgd() {
+        let cfg = TrainOptions {
+            dataset: Some("fashion-mnist".into()),
+            loss: Some("triplet".into()),
+            out: Some("unused".into()),
+            ..TrainOptions::default()
+        }
+        .resolve(1, 10)
+        .unwrap();
+        assert_eq!(
+            (cfg.optimizer.as_str(), cfg.lr, cfg.label_smoothing),
+            ("adamw", 2e-3, None)
+        );
     }
 
     #[test]
     fn colour_images_get_the_airbench_recipe_and_sgd_only_with_a_proxy_loss() {
-        let c = resolved("cifar10", true);
+        let c = resolved("cifar10", 3);
         assert_eq!(
             (c.arch.as_str(), c.loss.as_str(), c.optimizer.as_str()),
             ("airbench-half", "normalized-softmax", "sgd")
@@ -475,7 +517,8 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(true, 2);
+        .resolve(3, 2)
+        .unwrap();
         assert_eq!((small.batch_size, small.lr), (64, 0.075));
         let ms = TrainOptions {
             dataset: Some("cifar10".into()),
@@ -483,7 +526,8 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(true, 10);
+        .resolve(3, 10)
+        .unwrap();
         assert_eq!((ms.optimizer.as_str(), ms.lr), ("adamw", 2e-3));
     }
 
@@ -495,7 +539,8 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(false, 10);
+        .resolve(1, 10)
+        .unwrap();
         assert_eq!((cfg.dataset.as_str(), cfg.epochs, cfg.lr), ("mnist", 8, 1e-3));
     }
 

@@ -113,13 +113,15 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     let fit = split::apply(train_base.clone(), SplitName::Fit, &data.selection)?;
     let val = split::apply(train_base.clone(), SplitName::Val, &data.selection)?;
     let test = load_test(&spec, &data)?;
-    let colour = fit.images.shape().channels == 3;
     let world = req.world.as_ref();
     let cfg = match &resumed {
         Some((_, cfg)) => cfg.clone(),
         None => TrainConfig {
             world_size: world.size(),
-            ..req.options.clone().resolve(colour, present_classes(&fit))
+            ..req
+                .options
+                .clone()
+                .resolve(fit.images.shape().channels as i64, present_classes(&fit))?
         },
     };
     // Everything that can be wrong with the configuration fails here, before

@@ -12,9 +12,11 @@ pub mod ema;
 mod fit;
 pub mod optimizer;
 pub mod precision;
+pub mod recipe;
 pub mod run_dir;
 pub mod schedule;
 
 pub use config::{TrainConfig, TrainOptions};
 pub use fit::{train, RunSummary, TrainRequest};
+pub use recipe::{Recipe, RECIPES};
 pub use run_dir::{EpochMetrics, RunDir};

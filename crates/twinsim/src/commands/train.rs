@@ -7,7 +7,7 @@ use std::rc::Rc;
 use twinsim_learn::distributed::World;
 use twinsim_learn::report::{self, ReportOptions};
 use twinsim_learn::run::Run;
-use twinsim_learn::train::{self, TrainOptions, TrainRequest};
+use twinsim_learn::train::{self, Recipe, TrainOptions, TrainRequest};
 
 use crate::cli::{FolderArgs, GlobalArgs, TrainArgs};
 use crate::report::print_json;
@@ -70,6 +70,14 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         "{} training images from {}",
         summary.train_images, summary.data_origin
     );
+    if let Some(recipe) = summary
+        .config
+        .recipe
+        .as_deref()
+        .and_then(|n| Recipe::by_name(n).ok())
+    {
+        println!("recipe {}: {}", recipe.name, recipe.describe());
+    }
     println!("model written to {}", summary.run_dir.display());
     if let Some(page) = report {
         println!("report written to {}", page.display());
