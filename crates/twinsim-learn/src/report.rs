@@ -190,11 +190,38 @@ impl Context<'_> {
                 series: &val,
             },
         )?;
-        page.section("Training").image(
+        let section = page.section("Training");
+        section.image(
             file,
             "training curves",
             "Training loss and validation Precision@1 after each epoch.",
         );
+        // Time to quality, for a run tested after every epoch
+        // (`train --test-each-epoch`): the measure runs are compared by.
+        let tested: Option<Vec<(f64, f64)>> = epochs
+            .iter()
+            .map(|e| e.test_precision_at_1.map(|p| (e.train_seconds, p)))
+            .collect();
+        if let Some(points) = tested.filter(|p| !p.is_empty()) {
+            let file = "time_to_quality.png";
+            let line = [Series {
+                name: "this run".into(),
+                points,
+            }];
+            draw::line_chart(
+                self.out.join(file),
+                "Time to quality",
+                "training seconds",
+                "test Precision@1",
+                &line,
+            )?;
+            section.image(
+                file,
+                "test Precision@1 against training seconds",
+                "Test Precision@1 (the test images against the training images) after each epoch, \
+                 against the seconds of training so far.",
+            );
+        }
         Ok(())
     }
 

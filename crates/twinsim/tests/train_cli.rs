@@ -108,6 +108,19 @@ fn a_test_after_every_epoch_records_time_to_quality_and_changes_nothing() {
     );
     // The last epoch's figure is the final protocol's: the summary's.
     assert_eq!(Some(last), summary["test_precision_at_1"].as_f64());
+    // The report charts time to quality for the tested run alone.
+    for (name, charted) in [("plain", false), ("tested", true)] {
+        let page = tmp.path().join(format!("{name}-report"));
+        let (ok, _, err) = run(twinsim(tmp.path())
+            .arg("report")
+            .arg(tmp.path().join(name))
+            .args(["--map-points", "100", "-o"])
+            .arg(&page));
+        assert!(ok, "{err}");
+        let html = std::fs::read_to_string(page.join("report.html")).unwrap();
+        assert_eq!(html.contains("src=\"time_to_quality.png\""), charted, "{name}");
+        assert_eq!(page.join("time_to_quality.png").exists(), charted, "{name}");
+    }
 }
 
 #[test]
