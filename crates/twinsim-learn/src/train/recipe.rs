@@ -102,11 +102,11 @@ impl Recipe {
     /// or `grey` by the images' channels.
     pub fn for_data(data: DataTraits<'_>) -> &'static Recipe {
         if DIGIT_DATASETS.contains(&data.dataset) {
-            &RECIPES[0]
+            &DIGITS
         } else if data.channels == 3 {
-            &RECIPES[2]
+            &COLOUR
         } else {
-            &RECIPES[1]
+            &GREY
         }
     }
 
