@@ -3,7 +3,17 @@
 
 use std::path::PathBuf;
 
+use twinsim_learn::train::recipe::DataFacts;
 use twinsim_learn::train::TrainOptions;
+
+/// Data of `classes` classes with thousands of images each (MNIST, CIFAR).
+fn full_size(channels: i64, classes: usize) -> DataFacts {
+    DataFacts {
+        channels,
+        classes,
+        images_per_class: 5000,
+    }
+}
 
 fn recipe(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -29,7 +39,7 @@ fn every_recipe_parses() {
 fn the_fast_mnist_recipe_is_the_small_cnn_for_two_epochs() {
     let cfg = TrainOptions::from_toml_file(&recipe("mnist-fast.toml"))
         .unwrap()
-        .resolve(1, 10)
+        .resolve(&full_size(1, 10))
         .unwrap();
     assert_eq!(
         (cfg.arch.as_str(), cfg.augment.as_str(), cfg.epochs),
@@ -44,7 +54,7 @@ fn the_fast_mnist_recipe_is_the_small_cnn_for_two_epochs() {
 fn the_gpu_cifar_recipe_is_airbench_with_sgd_for_24_epochs() {
     let cfg = TrainOptions::from_toml_file(&recipe("cifar10-gpu.toml"))
         .unwrap()
-        .resolve(3, 10)
+        .resolve(&full_size(3, 10))
         .unwrap();
     assert_eq!(
         (cfg.arch.as_str(), cfg.loss.as_str(), cfg.augment.as_str()),

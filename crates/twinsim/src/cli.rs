@@ -475,6 +475,10 @@ pub struct TrainArgs {
     /// training time).
     #[arg(long)]
     pub test_each_epoch: bool,
+    /// Read the data and check the configuration, print it (with the recipe the data
+    /// gets), and stop before training; nothing is written.
+    #[arg(long, conflicts_with_all = ["resume", "report"])]
+    pub dry_run: bool,
     #[command(flatten)]
     pub folder: FolderArgs,
 }

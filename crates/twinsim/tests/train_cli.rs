@@ -410,39 +410,10 @@ fn a_model_trained_on_mnist_is_not_measured_on_the_sample_by_mistake() {
     assert!(ok, "{err}");
 }
 
-/// The first `per_class` training and test images of `classes` from the
-/// shared CIFAR-10 JPEG copy, written as an image folder under `root`.
-fn cifar_folder(root: &Path, classes: &[&str], per_class: usize) {
-    let tgz = common::shared_data().join("cifar10/cifar10-jpeg.tar.gz");
-    let file = std::fs::File::open(&tgz).unwrap_or_else(|e| panic!("{}: {e}", tgz.display()));
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut counts = std::collections::HashMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().into_owned();
-        let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-        let [split, class, _] = parts.as_slice() else {
-            continue;
-        };
-        let wanted = if split == "train" {
-            per_class
-        } else {
-            per_class / 2
-        };
-        let n = counts.entry((split.clone(), class.clone())).or_insert(0);
-        if classes.contains(&class.as_str()) && *n < wanted {
-            *n += 1;
-            let dst = root.join(&path);
-            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-            entry.unpack(&dst).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_airbench_gpu_recipe_trains_on_the_cpu_at_a_tiny_size() {
     let tmp = tempfile::tempdir().unwrap();
-    cifar_folder(&tmp.path().join("cifar"), &["airplane", "frog"], 24);
+    common::cifar_folder(&tmp.path().join("cifar"), &["airplane", "frog"], 24);
     let out = tmp.path().join("run");
     let (ok, _, err) = run(twinsim(tmp.path())
         .arg("train")
@@ -510,91 +481,4 @@ fn the_airbench_gpu_recipe_trains_on_the_cpu_at_a_tiny_size() {
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out_json).unwrap();
     assert!((0.0..=1.0).contains(&v["precision_at_1"].as_f64().unwrap()));
-}
-
-/// Trains one tiny epoch on `dataset` with `args`; the run's config.json.
-fn tiny_run(tmp: &Path, name: &str, dataset: &std::ffi::OsStr, args: &[&str]) -> Value {
-    let out = tmp.join(name);
-    let (ok, stdout, err) = run(twinsim(tmp)
-        .arg("--data-dir")
-        .arg(common::shared_data())
-        .args([
-            "train",
-            "--epochs",
-            "1",
-            "--per-class",
-            "16",
-            "--batch-size",
-            "32",
-        ])
-        .args(["--per-class-batch", "8", "--dataset"])
-        .arg(dataset)
-        .args(args)
-        .arg("--out")
-        .arg(&out));
-    assert!(ok, "{name}: {err}");
-    let config: Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    // The summary names the recipe a user got.
-    let recipe = config["recipe"].as_str().unwrap();
-    assert!(stdout.contains(&format!("recipe {recipe}: ")), "{name}: {stdout}");
-    config
-}
-
-#[test]
-fn each_kind_of_data_gets_its_recipe_and_a_named_one_wins() {
-    let tmp = tempfile::tempdir().unwrap();
-    // Four classes: a batch of 32 is 4 classes x 8.
-    cifar_folder(
-        &tmp.path().join("cifar"),
-        &["airplane", "cat", "frog", "ship"],
-        24,
-    );
-    let cifar = tmp.path().join("cifar");
-    let picked = |c: &Value| {
-        [
-            &c["recipe"],
-            &c["arch"],
-            &c["loss"],
-            &c["augment"],
-            &c["optimizer"],
-        ]
-        .map(|v| v.as_str().unwrap().to_string())
-    };
-    let digits = tiny_run(tmp.path(), "digits", "mnist-sample".as_ref(), &[]);
-    assert_eq!(
-        picked(&digits),
-        ["digits", "cnn-wide", "multi-similarity", "affine", "adamw"]
-    );
-    let grey = tiny_run(tmp.path(), "grey", "fashion-mnist".as_ref(), &[]);
-    assert_eq!(
-        picked(&grey),
-        ["grey", "resnet", "normalized-softmax", "shift-flip", "sgd"]
-    );
-    assert_eq!(grey["label-smoothing"], 0.1);
-    // SGD's rate follows the batch: 0.3 at 256 images, so 0.0375 at 32.
-    assert_eq!(grey["lr"], 0.0375);
-    let colour = tiny_run(tmp.path(), "colour", cifar.as_os_str(), &[]);
-    assert_eq!(
-        picked(&colour),
-        [
-            "colour",
-            "airbench-half",
-            "normalized-softmax",
-            "shift-flip",
-            "sgd"
-        ]
-    );
-    let named = tiny_run(
-        tmp.path(),
-        "named",
-        cifar.as_os_str(),
-        &["--recipe", "digits", "--arch", "cnn"],
-    );
-    assert_eq!(
-        picked(&named),
-        ["digits", "cnn", "multi-similarity", "affine", "adamw"]
-    );
-    let (ok, _, err) =
-        run(twinsim(tmp.path()).args(["train", "--dataset", "mnist-sample", "--recipe", "clothes"]));
-    assert_user_error(ok, &err, "use one of: digits, grey, colour");
 }

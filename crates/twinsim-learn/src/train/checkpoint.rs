@@ -68,12 +68,13 @@ pub fn load(dir: &Path) -> Result<(HashMap<String, Tensor>, Progress)> {
 }
 
 /// Copies each saved tensor into the target of the same name (targets share
-/// storage with the live variables, so this restores them in place).
-pub fn restore(targets: &[(String, Tensor)], saved: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+/// storage with the live variables, so this restores them in place); `file`
+/// is where `saved` was read from, for errors.
+pub fn restore(targets: &[(String, Tensor)], saved: &HashMap<String, Tensor>, file: &Path) -> Result<()> {
     for (name, target) in targets {
         let src = saved.get(name).ok_or_else(|| {
             LearnError::bad_model(
-                path.join(FILE),
+                file,
                 format!("checkpoint lacks variable {name}"),
                 "the checkpoint was made with another architecture or loss; start a new run",
             )
@@ -83,14 +84,14 @@ pub fn restore(targets: &[(String, Tensor)], saved: &HashMap<String, Tensor>, pa
         // as `Model::load` refuses such weights.
         crate::tensor::check_stored(name, src).map_err(|reason| {
             LearnError::bad_model(
-                path.join(FILE),
+                file,
                 reason,
                 "the checkpoint is damaged, or training diverged before it was written; start a new run",
             )
         })?;
         if src.size() != target.size() {
             return Err(LearnError::bad_model(
-                path.join(FILE),
+                file,
                 format!(
                     "variable {name} has shape {:?} in the checkpoint but {:?} here",
                     src.size(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::recipe::{DataTraits, Recipe};
+use super::recipe::{DataFacts, Recipe};
 use crate::error::{LearnError, Result};
 
 /// Training options as the user gives them. The same names are the
@@ -65,6 +65,10 @@ pub struct TrainOptions {
     /// Learning-rate schedule: cosine (with warm-up), constant [default: cosine].
     #[cfg_attr(feature = "cli", arg(long))]
     pub schedule: Option<String>,
+    /// Stop once validation Precision@1 has not improved for N epochs, and keep the best
+    /// epoch's weights [default: the recipe's: small 10, else train every epoch].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub patience: Option<usize>,
     /// Keep an exponential moving average of the weights with this decay (e.g. 0.999) and save it.
     #[cfg_attr(feature = "cli", arg(long))]
     pub ema: Option<f64>,
@@ -231,6 +235,13 @@ impl TrainOptions {
                 "a P x K batch takes K of at least 2 images per class, e.g. 32".to_string(),
             ),
             (
+                "patience",
+                self.patience,
+                1,
+                usize::MAX,
+                "wait at least 1 epoch for a better validation score, e.g. 10".to_string(),
+            ),
+            (
                 "per-class",
                 self.per_class,
                 1,
@@ -293,6 +304,9 @@ pub struct TrainConfig {
     pub optimizer: String,
     pub weight_decay: f64,
     pub schedule: String,
+    /// Absent from the configs of runs made before the option existed.
+    #[serde(default)]
+    pub patience: Option<usize>,
     pub ema: Option<f64>,
     pub embedding_dim: i64,
     /// Absent from the configs of runs made before the option existed.
@@ -316,16 +330,14 @@ pub struct TrainConfig {
 
 impl TrainOptions {
     /// Fills every unset option with its default: the recipe's, chosen by
-    /// name or from the data (its `channels`); `classes` (how many classes
-    /// have images) caps P x K batches.
-    pub fn resolve(self, channels: i64, classes: usize) -> Result<TrainConfig> {
+    /// name or from `data`; its classes (how many have images) cap P x K
+    /// batches.
+    pub fn resolve(self, data: &DataFacts) -> Result<TrainConfig> {
         let dataset = self.dataset.unwrap_or_else(|| "mnist".into());
+        let classes = data.classes;
         let recipe = match &self.recipe {
             Some(name) => Recipe::by_name(name)?,
-            None => Recipe::for_data(DataTraits {
-                dataset: &dataset,
-                channels,
-            }),
+            None => Recipe::for_data(&dataset, data),
         };
         let arch = self.arch.unwrap_or_else(|| recipe.arch.into());
         let loss = self.loss.unwrap_or_else(|| recipe.loss.into());
@@ -369,6 +381,7 @@ impl TrainOptions {
             optimizer: self.optimizer.unwrap_or_else(|| optimizer.optimizer.into()),
             weight_decay: self.weight_decay.unwrap_or(optimizer.weight_decay),
             schedule: self.schedule.unwrap_or_else(|| "cosine".into()),
+            patience: self.patience.or(recipe.patience),
             ema: self.ema,
             seed: self.seed.unwrap_or(0),
             device: self.device.unwrap_or_else(|| "auto".into()),
@@ -422,13 +435,22 @@ fn next_run_dir(dataset: &str, arch: &str, loss: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Full-size data (thousands of images per class).
+    fn facts(channels: i64, classes: usize) -> DataFacts {
+        DataFacts {
+            channels,
+            classes,
+            images_per_class: 5000,
+        }
+    }
+
     fn resolved(dataset: &str, channels: i64) -> TrainConfig {
         TrainOptions {
             dataset: Some(dataset.into()),
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(channels, 10)
+        .resolve(&facts(channels, 10))
         .unwrap()
     }
 
@@ -469,7 +491,7 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(1, 10)
+        .resolve(&facts(1, 10))
         .unwrap();
         assert_eq!(
             (cfg.arch.as_str(), cfg.augment.as_str(), cfg.epochs),
@@ -479,7 +501,7 @@ mod tests {
             recipe: Some("clothes".into()),
             ..TrainOptions::default()
         }
-        .resolve(1, 10)
+        .resolve(&facts(1, 10))
         .unwrap_err();
         assert!(unknown.to_string().contains("unknown recipe 'clothes'"));
     }
@@ -492,7 +514,7 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(1, 10)
+        .resolve(&facts(1, 10))
         .unwrap();
         assert_eq!(
             (cfg.optimizer.as_str(), cfg.lr, cfg.label_smoothing),
@@ -517,7 +539,7 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(3, 2)
+        .resolve(&facts(3, 2))
         .unwrap();
         assert_eq!((small.batch_size, small.lr), (64, 0.075));
         let ms = TrainOptions {
@@ -526,7 +548,7 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(3, 10)
+        .resolve(&facts(3, 10))
         .unwrap();
         assert_eq!((ms.optimizer.as_str(), ms.lr), ("adamw", 2e-3));
     }
@@ -539,7 +561,7 @@ mod tests {
             out: Some("unused".into()),
             ..TrainOptions::default()
         }
-        .resolve(1, 10)
+        .resolve(&facts(1, 10))
         .unwrap();
         assert_eq!((cfg.dataset.as_str(), cfg.epochs, cfg.lr), ("mnist", 8, 1e-3));
     }

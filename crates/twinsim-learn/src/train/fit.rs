@@ -6,33 +6,25 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tch::{nn, Device, Kind, Tensor};
-use twinsim_data::split::Source;
-use twinsim_data::{split, Dataset, DatasetSpec, LoadOptions, Selection, SplitName};
+use tch::{Device, Kind, Tensor};
+use twinsim_data::{split, Dataset, LoadOptions, SplitName};
 
 use super::augment::Augment;
 use super::checkpoint::{self, Progress};
 use super::config::{TrainConfig, TrainOptions};
-use super::ema::Ema;
-use super::optimizer::Optimizer;
+use super::early_stop::{self, EarlyStop};
+use super::measure::{test_precision, validate};
+use super::parts::{checkpoint_tensors, named, with_average, Parts};
+use super::plan::{prepare, Prepared, Splits};
 use super::precision::Precision;
 use super::run_dir::{EpochMetrics, RunDir};
 use super::schedule::Schedule;
 use crate::calibration::{self, CalibrateOptions};
-use crate::distributed::{self, Shard, World};
-use crate::encoders::EncoderSpec;
+use crate::distributed::{Shard, World};
 use crate::error::{LearnError, Result};
-use crate::losses::{self, Loss, LossConfig};
-use crate::miners::Miner;
-use crate::model::{Distance, Embedding, Model, ModelCard, Preprocess};
-use crate::samplers::{self, Sampler, SamplerConfig};
-use crate::whitening::EMBEDDINGS;
-use crate::{metrics, parse_device, tensor};
-
-/// Images per batch when embedding for evaluation: small enough that each
-/// layer's activations stay under glibc's 32 MB mmap threshold and are
-/// recycled, instead of being page-faulted in afresh for every batch.
-const EVAL_BATCH: usize = 200;
+use crate::model::Model;
+use crate::samplers::Sampler;
+use crate::tensor;
 
 /// What `twinsim train` asks for.
 #[derive(Clone, Debug)]
@@ -60,6 +52,10 @@ pub struct RunSummary {
     pub run_dir: PathBuf,
     pub config: TrainConfig,
     pub epochs: Vec<EpochMetrics>,
+    /// The epoch whose weights were saved, when early stopping kept an
+    /// earlier epoch's than the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_epoch: Option<usize>,
     /// Precision@1 of test images as queries against the training images as
     /// gallery (the standard protocol), with the run's class selection;
     /// `None` for an image folder without a test split.
@@ -69,85 +65,28 @@ pub struct RunSummary {
     pub train_images: usize,
 }
 
-/// Everything a run trains and checkpoints.
-struct Parts {
-    model: Model,
-    loss_vs: nn::VarStore,
-    loss: Box<dyn Loss>,
-    miner: Option<Box<dyn Miner>>,
-    optimizer: Optimizer,
-    ema: Option<Ema>,
-}
-
 /// Trains a model as `req` asks; returns when the last epoch is done and the
 /// model is saved in the run directory.
 pub fn train(req: TrainRequest) -> Result<RunSummary> {
-    let resumed = req.resume.as_deref().map(RunDir::open).transpose()?;
-    let dataset = match &resumed {
-        Some((_, cfg)) => cfg.dataset.clone(),
-        None => req.options.dataset.clone().unwrap_or_else(|| "mnist".into()),
-    };
-    let spec: DatasetSpec = dataset.parse()?;
-    if spec.split != SplitName::Train {
-        return Err(LearnError::config(
-            format!(
-                "training reads the train split, but --dataset names '{}'",
-                spec.split.as_str()
-            ),
-            format!(
-                "pass --dataset {} (training uses its fit part and validates on its val part)",
-                spec.name()
-            ),
-        ));
-    }
-    let selection = |cfg: Option<&TrainConfig>, opts: &TrainOptions| Selection {
-        classes: cfg.map_or(opts.classes.clone(), |c| c.classes.clone()),
-        per_class: cfg.map_or(opts.per_class, |c| c.per_class),
-        val_fraction: cfg.map_or(opts.val_fraction.unwrap_or(0.1), |c| c.val_fraction),
-        seed: cfg.map_or(opts.seed.unwrap_or(0), |c| c.seed),
-    };
-    let mut data = req.data.clone();
-    data.selection = selection(resumed.as_ref().map(|(_, c)| c), &req.options);
-    // Train is read once; fit, val and the final evaluation's gallery are carved from it.
-    let train_base = twinsim_data::load::load_official(&spec, &data)?;
-    let fit = split::apply(train_base.clone(), SplitName::Fit, &data.selection)?;
-    let val = split::apply(train_base.clone(), SplitName::Val, &data.selection)?;
-    let test = load_test(&spec, &data)?;
+    let Prepared {
+        resumed,
+        cfg,
+        mut parts,
+        sampler,
+        augment,
+        precision,
+        schedule,
+        device,
+        data,
+    } = prepare(&req)?;
+    let Splits {
+        train_base,
+        fit,
+        val,
+        test,
+        selection,
+    } = data;
     let world = req.world.as_ref();
-    let cfg = match &resumed {
-        Some((_, cfg)) => cfg.clone(),
-        None => TrainConfig {
-            world_size: world.size(),
-            ..req
-                .options
-                .clone()
-                .resolve(fit.images.shape().channels as i64, present_classes(&fit))?
-        },
-    };
-    // Everything that can be wrong with the configuration fails here, before
-    // a run directory is created.
-    check_world(&cfg, world)?;
-    let device = set_up_runtime(&cfg, world)?;
-    let mut parts = build(&cfg, &fit, device)?;
-    let sampler = samplers::build(
-        &SamplerConfig {
-            name: &cfg.sampler,
-            batch_size: cfg.batch_size,
-            per_class: cfg.per_class_batch,
-            seed: cfg.seed,
-        },
-        &fit.labels,
-        fit.classes.len(),
-    )?;
-    check_pairs(&cfg)?;
-    check_embedding(&cfg)?;
-    if req.test_each_epoch {
-        check_test_each_epoch(&cfg, test.as_ref())?;
-    }
-    let augment = Augment::parse(&cfg.augment, fit.images.shape().channels as i64)?;
-    let precision = Precision::new(&cfg.precision, device)?;
-    let steps_per_epoch = sampler.epoch(0).len() as u64;
-    let schedule = Schedule::new(&cfg.schedule, cfg.lr, steps_per_epoch * cfg.epochs as u64)?;
     let dir = match resumed {
         Some((dir, _)) => dir,
         None if world.is_root() => RunDir::create(&cfg.out, &cfg)?,
@@ -190,8 +129,19 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         )
         .on(device),
     };
-    let gallery = split::apply(train_base, SplitName::Train, &data.selection)?;
+    let gallery = split::apply(train_base, SplitName::Train, &selection)?;
+    let mut stop = cfg
+        .patience
+        .map(|n| EarlyStop::new(n, &epochs, &dir.path))
+        .transpose()?;
     for epoch in progress.epochs_done..cfg.epochs {
+        if stop.as_ref().is_some_and(|s| s.should_stop(epoch)) {
+            tracing::info!(
+                "stopping early: validation Precision@1 has not improved since epoch {}",
+                stop.as_ref().map_or(0, EarlyStop::best_epoch)
+            );
+            break;
+        }
         let (loss, seconds, images) = loop_.epoch(epoch, &mut parts, &mut progress.steps)?;
         average_statistics(&parts.model, world);
         check_weights(&parts.model)?;
@@ -221,42 +171,30 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         );
         if world.is_root() {
             dir.append_metrics(&m)?;
+        }
+        if let Some(stop) = &mut stop {
+            if stop.record(&m) {
+                keep_best(stop, &mut parts, &dir, world)?;
+            }
+        }
+        if world.is_root() {
             checkpoint::save(&dir.path, &checkpoint_tensors(&parts), &progress)?;
         }
         epochs.push(m);
     }
+    let kept_epoch = match &stop {
+        Some(stop) => use_best(stop, &mut parts, &dir, progress.epochs_done)?,
+        None => None,
+    };
     finish(
         dir,
         cfg,
         parts,
-        epochs,
+        History { epochs, kept_epoch },
         Eval { gallery, val, test },
         fit.len(),
         world,
     )
-}
-
-/// Refuses a world the run cannot be trained on: a resume with another
-/// number of ranks than the run had, or a batch the ranks cannot share.
-fn check_world(cfg: &TrainConfig, world: &World) -> Result<()> {
-    if cfg.world_size != world.size() {
-        return Err(LearnError::config(
-            format!(
-                "{} was trained by {} process(es), but this resume has {}",
-                cfg.out.display(),
-                cfg.world_size,
-                world.size()
-            ),
-            match cfg.world_size {
-                1 => "resume it without mpirun or srun".to_string(),
-                n => format!("resume it as it was trained: mpirun -np {n} twinsim train --resume ..."),
-            },
-        ));
-    }
-    if world.size() > 1 {
-        distributed::check_batch(&cfg.sampler, cfg.batch_size, cfg.per_class_batch, world.size())?;
-    }
-    Ok(())
 }
 
 /// Averages the batch norms' running statistics over the ranks, which each
@@ -273,149 +211,6 @@ fn average_statistics(model: &Model, world: &World) {
     }
 }
 
-/// How many classes have images in `ds`.
-fn present_classes(ds: &Dataset) -> usize {
-    ds.class_counts().iter().filter(|&&n| n > 0).count()
-}
-
-/// The test split for the final evaluation, read before training so a
-/// problem with it shows at once; `None` for an image folder without one.
-fn load_test(spec: &DatasetSpec, data: &LoadOptions) -> Result<Option<Dataset>> {
-    if let Source::Folder(root) = &spec.source {
-        if !twinsim_data::folder::splits(root)?.iter().any(|s| s == "test") {
-            return Ok(None);
-        }
-    }
-    Ok(Some(twinsim_data::load(&spec.with_split(SplitName::Test), data)?))
-}
-
-/// Threads, seeds and determinism; returns the device. Ranks on one
-/// machine share its cores (unless --threads says otherwise) and, under
-/// `--device auto`, take its GPUs in turn.
-fn set_up_runtime(cfg: &TrainConfig, world: &World) -> Result<Device> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match cfg.threads {
-        Some(n) => tch::set_num_threads(n as i32),
-        None if world.local_size() > 1 => tch::set_num_threads((cores / world.local_size()).max(1) as i32),
-        None => {}
-    }
-    let mut device = parse_device(&cfg.device)
-        .map_err(|e| LearnError::config(e, "pass --device cpu, or a GPU libtorch sees"))?;
-    if cfg.device == "auto" && device.is_cuda() && world.size() > 1 {
-        device = Device::Cuda(world.local_rank() % crate::device::cuda_device_count().max(1));
-    }
-    if cfg.deterministic {
-        tch::Cuda::cudnn_set_benchmark(false);
-    }
-    tch::manual_seed(cfg.seed as i64);
-    Ok(device)
-}
-
-/// Builds the model, loss, miner, optimizer and weight average.
-fn build(cfg: &TrainConfig, fit: &Dataset, device: Device) -> Result<Parts> {
-    let shape = fit.images.shape();
-    let euclidean = cfg.loss == "seed-contrastive";
-    let card = ModelCard {
-        format_version: crate::model::FORMAT_VERSION,
-        encoder: EncoderSpec {
-            arch: cfg.arch.clone(),
-            in_channels: shape.channels as i64,
-            height: shape.height as i64,
-            width: shape.width as i64,
-            embedding_dim: cfg.embedding_dim,
-        },
-        preprocess: Preprocess::fit(&fit.images),
-        distance: if euclidean {
-            Distance::Euclidean
-        } else {
-            Distance::Cosine
-        },
-        normalize: !euclidean,
-        // Training shapes the head; `finish` switches to whitened features when asked.
-        embedding: Embedding::Head,
-        flip_average: Augment::parse(&cfg.augment, shape.channels as i64)?.flips(),
-        classes: fit.classes.clone(),
-        dataset: cfg.dataset.clone(),
-        loss: cfg.loss.clone(),
-        extra: Default::default(),
-    };
-    let model = Model::new(card, device)?;
-    model.fit_to_data(&fit.images);
-    let loss_vs = nn::VarStore::new(device);
-    let loss_cfg: LossConfig = serde_json::from_value(serde_json::json!({
-        "name": cfg.loss, "margin": cfg.margin, "miner": cfg.miner,
-        "temperature": cfg.temperature, "label_smoothing": cfg.label_smoothing,
-    }))
-    .map_err(|e| LearnError::config(format!("loss options: {e}"), "see twinsim train --help"))?;
-    let loss = losses::build(
-        &loss_cfg,
-        &loss_vs.root(),
-        cfg.embedding_dim,
-        fit.classes.len() as i64,
-    )?;
-    let miner = loss_cfg.build_miner()?;
-    let mut params = named(&model.vs, "model.", true);
-    params.extend(named(&loss_vs, "loss.", true));
-    let optimizer = Optimizer::new(&cfg.optimizer, params, cfg.weight_decay)?;
-    let ema = cfg.ema.map(|d| Ema::new(d, &named(&model.vs, "", false)));
-    Ok(Parts {
-        model,
-        loss_vs,
-        loss,
-        miner,
-        optimizer,
-        ema,
-    })
-}
-
-/// Seed-contrastive pairs item i with item i + B/2: only pair samplers batch that way.
-fn check_pairs(cfg: &TrainConfig) -> Result<()> {
-    if cfg.loss == "seed-contrastive" && !cfg.sampler.ends_with("pairs") {
-        return Err(LearnError::config(
-            format!(
-                "loss seed-contrastive needs batches of pairs, but the sampler is '{}'",
-                cfg.sampler
-            ),
-            "use --sampler pairs (the seed's) or balanced-pairs",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses an embedding source not in [`EMBEDDINGS`].
-fn check_embedding(cfg: &TrainConfig) -> Result<()> {
-    if EMBEDDINGS.iter().any(|(name, _)| *name == cfg.embedding) {
-        return Ok(());
-    }
-    Err(LearnError::config(
-        format!("unknown embedding '{}'", cfg.embedding),
-        format!("use one of: {}", crate::registry::names(EMBEDDINGS)),
-    ))
-}
-
-/// A VarStore's variables as (prefix + name, tensor), sorted by name so the
-/// order never depends on hashing; `trainable` keeps only those with gradients.
-fn named(vs: &nn::VarStore, prefix: &str, trainable: bool) -> Vec<(String, Tensor)> {
-    let mut vars: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| !trainable || t.requires_grad())
-        .map(|(n, t)| (format!("{prefix}{n}"), t))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
-}
-
-fn checkpoint_tensors(p: &Parts) -> Vec<(String, Tensor)> {
-    let mut all = named(&p.model.vs, "model.", false);
-    all.extend(named(&p.loss_vs, "loss.", false));
-    all.extend(p.optimizer.state());
-    if let Some(ema) = &p.ema {
-        all.extend(ema.state());
-    }
-    all
-}
-
 /// Loads the run's checkpoint into `parts`; returns the progress it records.
 fn restore(dir: &RunDir, parts: &mut Parts) -> Result<Progress> {
     let (saved, progress) = checkpoint::load(&dir.path)?;
@@ -424,7 +219,7 @@ fn restore(dir: &RunDir, parts: &mut Parts) -> Result<Progress> {
     if let Some(ema) = &parts.ema {
         targets.extend(ema.state());
     }
-    checkpoint::restore(&targets, &saved, &dir.path)?;
+    checkpoint::restore(&targets, &saved, &checkpoint::path(&dir.path))?;
     parts.optimizer.load_state(&saved)?;
     tracing::info!(
         "resuming {} after epoch {}",
@@ -434,67 +229,41 @@ fn restore(dir: &RunDir, parts: &mut Parts) -> Result<Progress> {
     Ok(progress)
 }
 
-/// Runs `f` with the weight average swapped into the model (when there is one).
-fn with_average<T>(p: &mut Parts, f: impl FnOnce(&mut Parts) -> T) -> T {
-    let Some(ema) = &p.ema else {
-        return f(p);
-    };
-    let live = named(&p.model.vs, "", false);
-    let saved: Vec<Tensor> = live.iter().map(|(_, t)| t.detach().copy()).collect();
-    copy_into(&live, ema.averaged().iter().map(|(_, t)| t));
-    let out = f(p);
-    copy_into(&live, saved.iter());
-    out
-}
-
-fn copy_into<'a>(dst: &[(String, Tensor)], src: impl Iterator<Item = &'a Tensor>) {
-    tch::no_grad(|| {
-        for ((_, d), s) in dst.iter().zip(src) {
-            d.shallow_clone().copy_(s);
-        }
+/// Keeps the model's weights (the weight average's, when there is one) as
+/// the best epoch's, in memory on every rank and on disk from rank 0 (the
+/// file is written before the checkpoint that counts the epoch, so a resume
+/// never knows an epoch as the best without its weights).
+fn keep_best(stop: &mut EarlyStop, parts: &mut Parts, dir: &RunDir, world: &World) -> Result<()> {
+    let weights: Vec<(String, Tensor)> = with_average(parts, |p| {
+        named(&p.model.vs, "", false)
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().copy()))
+            .collect()
     });
-}
-
-/// Precision@1 of `test`'s images as queries against `gallery`'s (the
-/// standard protocol), embedded by `model`.
-fn test_precision(model: &Model, gallery: &Dataset, test: &Dataset, world: &World) -> f64 {
-    let g = world.embed_images(model, &gallery.images, EVAL_BATCH);
-    let q = world.embed_images(model, &test.images, EVAL_BATCH);
-    metrics::precision_at_1(
-        &q,
-        &tensor::labels_tensor(&test.labels, Device::Cpu),
-        &g,
-        &tensor::labels_tensor(&gallery.labels, Device::Cpu),
-        model.card.distance,
-        false,
-    )
-}
-
-/// Refuses a test after every epoch that cannot be made: without a test
-/// split, or with whitened features, which are fitted once training ends
-/// (fitting them each epoch would draw from the random generator that
-/// training draws from, and so change the run).
-fn check_test_each_epoch(cfg: &TrainConfig, test: Option<&Dataset>) -> Result<()> {
-    if test.is_none() {
-        return Err(LearnError::config(
-            "--test-each-epoch needs a test split, and this image folder has none",
-            "add a test/ folder beside train/, or train without --test-each-epoch",
-        ));
+    if world.is_root() {
+        early_stop::save(&dir.path, &weights)?;
     }
-    if cfg.embedding == "features" {
-        return Err(LearnError::config(
-            "--test-each-epoch measures the head's embedding, but --embedding features is whitened only when training ends",
-            "train without --test-each-epoch (the final test Precision@1 is still measured)",
-        ));
-    }
+    stop.keep(weights);
     Ok(())
 }
 
-/// Precision@1 of the validation split against itself, leave-one-out.
-fn validate(model: &Model, val: &Dataset, world: &World) -> f64 {
-    let emb = world.embed_images(model, &val.images, EVAL_BATCH);
-    let labels = tensor::labels_tensor(&val.labels, Device::Cpu);
-    metrics::precision_at_1(&emb, &labels, &emb, &labels, model.card.distance, true)
+/// Puts the best epoch's weights back in the model when a later epoch
+/// ended the run, and returns that epoch. They are the weight average's
+/// already, so the average is dropped and the model is saved as it is.
+fn use_best(stop: &EarlyStop, parts: &mut Parts, dir: &RunDir, epochs_done: usize) -> Result<Option<usize>> {
+    if stop.best_epoch() == epochs_done || stop.weights().is_empty() {
+        return Ok(None);
+    }
+    early_stop::restore(&dir.path, stop.weights(), &named(&parts.model.vs, "", false))?;
+    parts.ema = None;
+    Ok(Some(stop.best_epoch()))
+}
+
+/// The epochs a run trained, and the one whose weights it kept (see
+/// [`RunSummary::kept_epoch`]).
+struct History {
+    epochs: Vec<EpochMetrics>,
+    kept_epoch: Option<usize>,
 }
 
 /// The per-epoch machinery that does not change during a run.
@@ -664,7 +433,7 @@ fn finish(
     dir: RunDir,
     cfg: TrainConfig,
     mut parts: Parts,
-    epochs: Vec<EpochMetrics>,
+    history: History,
     data: Eval,
     train_images: usize,
     world: &World,
@@ -688,7 +457,8 @@ fn finish(
     let summary = RunSummary {
         run_dir: dir.path.clone(),
         config: cfg,
-        epochs,
+        epochs: history.epochs,
+        kept_epoch: history.kept_epoch,
         test_precision_at_1,
         data_origin: gallery.origin.to_string(),
         train_images,

@@ -29,14 +29,18 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
     // Under mpirun or srun this process is one rank of a data-parallel job;
     // rank 0 alone writes the run and prints.
     let world = Rc::new(World::from_launcher()?);
-    let summary = train::train(TrainRequest {
+    let request = TrainRequest {
         options,
         resume: args.resume.clone(),
         data,
         progress: !global.quiet && std::io::stderr().is_terminal(),
         test_each_epoch: args.test_each_epoch,
         world: world.clone(),
-    })?;
+    };
+    if args.dry_run {
+        return print_plan(global, &train::plan(&request)?);
+    }
+    let summary = train::train(request)?;
     if !world.is_root() {
         return Ok(());
     }
@@ -60,6 +64,11 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         println!(
             "{:>5}  {:<8.4}  {:<8.4}  {test}{:>7.1}  {:>8.0}",
             e.epoch, e.loss, e.val_precision_at_1, e.epoch_seconds, e.images_per_second
+        );
+    }
+    if let Some(kept) = summary.kept_epoch {
+        println!(
+            "\nstopped early: validation Precision@1 stopped improving; the model is epoch {kept}'s, the best on validation"
         );
     }
     match summary.test_precision_at_1 {
@@ -91,6 +100,23 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         "try: twinsim compare {example} --model {}",
         summary.run_dir.display()
     );
+    Ok(())
+}
+
+/// What a dry run found: the configuration a run would train with.
+fn print_plan(global: &GlobalArgs, cfg: &train::TrainConfig) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(cfg);
+    }
+    if let Some(recipe) = cfg.recipe.as_deref().and_then(|n| Recipe::by_name(n).ok()) {
+        println!("recipe {}: {}", recipe.name, recipe.describe());
+    }
+    if let serde_json::Value::Object(fields) = serde_json::to_value(cfg)? {
+        for (key, value) in fields.iter().filter(|(_, v)| !v.is_null()) {
+            println!("  {key}: {value}");
+        }
+    }
+    println!("dry run: nothing was trained or written");
     Ok(())
 }
 

@@ -77,3 +77,32 @@ pub fn copy_run(run: &std::path::Path, dst: &std::path::Path) -> PathBuf {
     }
     dst.to_path_buf()
 }
+
+/// The first `per_class` training and test images of `classes` from the
+/// shared CIFAR-10 JPEG copy, written as an image folder under `root`.
+pub fn cifar_folder(root: &std::path::Path, classes: &[&str], per_class: usize) {
+    let tgz = shared_data().join("cifar10/cifar10-jpeg.tar.gz");
+    let file = std::fs::File::open(&tgz).unwrap_or_else(|e| panic!("{}: {e}", tgz.display()));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut counts = std::collections::HashMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let [split, class, _] = parts.as_slice() else {
+            continue;
+        };
+        let wanted = if split == "train" {
+            per_class
+        } else {
+            per_class / 2
+        };
+        let n = counts.entry((split.clone(), class.clone())).or_insert(0);
+        if classes.contains(&class.as_str()) && *n < wanted {
+            *n += 1;
+            let dst = root.join(&path);
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            entry.unpack(&dst).unwrap();
+        }
+    }
+}
