@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::{DataError, Result};
+use crate::joint::Part;
 
 /// Images of one split: `data` is (N, C, H, W) row-major, one byte per value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +121,8 @@ pub enum Origin {
     Files(Vec<PathBuf>),
     /// The MNIST sample compiled into the binary.
     EmbeddedSample,
+    /// A union's parts, each from its own origin, in the union's order.
+    Joint(Vec<Origin>),
 }
 
 impl std::fmt::Display for Origin {
@@ -129,6 +132,10 @@ impl std::fmt::Display for Origin {
             Origin::Files(paths) => {
                 let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 write!(f, "{}", shown.join(", "))
+            }
+            Origin::Joint(parts) => {
+                let shown: Vec<String> = parts.iter().map(Origin::to_string).collect();
+                write!(f, "{}", shown.join(" + "))
             }
         }
     }
@@ -149,6 +156,9 @@ pub struct Dataset {
     /// CIFAR-100's coarse labels; `None` elsewhere.
     pub coarse: Option<CoarseLabels>,
     pub origin: Origin,
+    /// A union's parts, in label order (see [`crate::joint`]); empty for a
+    /// dataset that is not a union.
+    pub parts: Vec<Part>,
 }
 
 impl Dataset {
@@ -173,6 +183,16 @@ impl Dataset {
                 "label {bad} out of range for {} classes",
                 self.classes.len()
             ));
+        }
+        let mut next = 0;
+        for part in &self.parts {
+            if part.classes.start != next || part.classes.is_empty() {
+                return fail(format!("part {} does not follow the part before it", part.name));
+            }
+            next = part.classes.end;
+        }
+        if !self.parts.is_empty() && next as usize != self.classes.len() {
+            return fail(format!("the parts hold {next} of {} classes", self.classes.len()));
         }
         if let Some(c) = &self.coarse {
             if c.labels.len() != self.labels.len() {
@@ -218,6 +238,7 @@ impl Dataset {
                 classes: c.classes.clone(),
             }),
             origin: self.origin.clone(),
+            parts: self.parts.clone(),
         }
     }
 }

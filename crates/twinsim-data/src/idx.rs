@@ -51,6 +51,7 @@ pub fn load_split(
         classes: classes.iter().map(|c| c.to_string()).collect(),
         coarse: None,
         origin: Origin::Files(vec![images.to_path_buf(), labels.to_path_buf()]),
+        parts: Vec::new(),
     }
     .validate()
 }

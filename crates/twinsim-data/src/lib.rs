@@ -2,10 +2,10 @@
 //!
 //! Data flows: [`locate`] finds (or [`download`]s) a dataset's files, a format
 //! reader ([`idx`], [`cifar`], [`folder`]) turns them into a [`Dataset`]
-//! (one contiguous (N, C, H, W) `u8` buffer plus labels), and [`split`]
-//! selects the part a command asked for. [`torch_file`] reads PyTorch
-//! checkpoints (pretrained weights) with the same restricted unpickler that
-//! reads CIFAR's python download.
+//! (one contiguous (N, C, H, W) `u8` buffer plus labels), [`joint`] joins
+//! several into one, and [`split`] selects the part a command asked for.
+//! [`torch_file`] reads PyTorch checkpoints (pretrained weights) with the
+//! same restricted unpickler that reads CIFAR's python download.
 
 pub mod archive;
 pub mod atomic;
@@ -16,6 +16,7 @@ pub mod download;
 pub mod error;
 pub mod folder;
 pub mod idx;
+pub mod joint;
 pub mod load;
 pub mod locate;
 pub mod npy;

@@ -9,6 +9,7 @@ use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::folder::{self, FolderOptions};
 use crate::idx;
+use crate::joint;
 use crate::locate::Locator;
 use crate::sample;
 use crate::split::{self, DatasetSpec, Selection, Source, SplitName};
@@ -50,6 +51,7 @@ pub fn load_official(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Dataset> 
     match &spec.source {
         Source::Sample => sample::load(split),
         Source::Folder(root) => folder::load(root, split.as_str(), &opts.folder),
+        Source::Joint(parts) => joint::load(parts, split, opts),
         Source::Named(info) => match info.layout {
             Layout::Idx => load_idx(info, split, opts),
             Layout::Cifar { fine_classes } => {

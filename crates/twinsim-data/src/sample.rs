@@ -85,6 +85,7 @@ pub fn load(split: SplitName) -> Result<Dataset> {
         classes: mnist.classes.iter().map(|c| c.to_string()).collect(),
         coarse: None,
         origin: Origin::EmbeddedSample,
+        parts: Vec::new(),
     }
     .validate()
 }

@@ -1,6 +1,7 @@
 //! Which part of a dataset a command works on: the `NAME[:SPLIT]` syntax
-//! used everywhere, class selections (`--classes 0-4`), a validation split
-//! carved from train by seed, and a per-class subset.
+//! used everywhere (NAME may be a union, `mnist+cifar10`: [`crate::joint`]),
+//! class selections (`--classes 0-4`), a validation split carved from train
+//! by seed, and a per-class subset.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -12,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::catalog::{self, DatasetInfo};
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
+use crate::joint;
 
 /// A split as the CLI names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,11 +76,82 @@ pub enum Source {
     Sample,
     /// A user's image folder.
     Folder(PathBuf),
+    /// The union of several sources (none itself a union), trained on as
+    /// one dataset: `mnist+cifar10`.
+    Joint(Vec<Source>),
+}
+
+impl Source {
+    /// The source `name` spells (no split): a known dataset, `mnist-sample`,
+    /// an image folder, or a union of those joined by `+` (unless `name` is
+    /// an existing folder, whose name may hold a `+`).
+    pub fn parse(name: &str) -> Result<Source> {
+        if name.contains(joint::SEPARATOR) && !std::path::Path::new(name).is_dir() {
+            return joint::parse(name);
+        }
+        Source::single(name)
+    }
+
+    /// A source that is not a union: a NAME that is not a known dataset but
+    /// contains a `/` or names an existing directory is an image folder.
+    pub(crate) fn single(name: &str) -> Result<Source> {
+        if name == "mnist-sample" {
+            Ok(Source::Sample)
+        } else if let Some(info) = catalog::find(name).filter(|i| i.name != "folder") {
+            Ok(Source::Named(info))
+        } else if name.contains('/') || std::path::Path::new(name).is_dir() {
+            Ok(Source::Folder(PathBuf::from(name)))
+        } else {
+            let known: Vec<&str> = catalog::DATASETS
+                .iter()
+                .map(|d| d.name)
+                .filter(|n| *n != "folder")
+                .collect();
+            Err(DataError::invalid(
+                format!("unknown dataset '{name}'"),
+                format!(
+                    "use one of {}, mnist-sample, the path of an image folder (e.g. ./photos:train), \
+                     or several of them joined by + (e.g. mnist+cifar10)",
+                    known.join(", ")
+                ),
+            ))
+        }
+    }
+
+    /// The source's name as shown to users, and as it parses back.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Named(info) => info.name.to_string(),
+            Source::Sample => "mnist-sample".into(),
+            Source::Folder(p) => p.display().to_string(),
+            Source::Joint(parts) => {
+                let names: Vec<String> = parts.iter().map(Source::name).collect();
+                names.join(&joint::SEPARATOR.to_string())
+            }
+        }
+    }
+
+    /// Whether the source has a test split: every named dataset has one, a
+    /// folder when it holds `test/`, a union when each of its parts has.
+    pub fn has_test(&self) -> Result<bool> {
+        match self {
+            Source::Named(_) | Source::Sample => Ok(true),
+            Source::Folder(root) => Ok(crate::folder::splits(root)?.iter().any(|s| s == "test")),
+            Source::Joint(parts) => {
+                for part in parts {
+                    if !part.has_test()? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// `NAME[:SPLIT]`: `mnist`, `mnist:test`, `cifar100:val`, `./photos:train`,
-/// `mnist-sample`. A NAME that is not a known dataset but contains a `/` or
-/// names an existing directory is an image folder.
+/// `mnist-sample`, `mnist+cifar10:test` (the split applies to the whole
+/// union). See [`Source::parse`] for NAME.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetSpec {
     pub source: Source,
@@ -88,11 +161,7 @@ pub struct DatasetSpec {
 impl DatasetSpec {
     /// The dataset's name as shown to users.
     pub fn name(&self) -> String {
-        match &self.source {
-            Source::Named(info) => info.name.to_string(),
-            Source::Sample => "mnist-sample".into(),
-            Source::Folder(p) => p.display().to_string(),
-        }
+        self.source.name()
     }
 
     /// The same dataset, another split.
@@ -116,37 +185,26 @@ impl FromStr for DatasetSpec {
     fn from_str(s: &str) -> Result<Self> {
         let (name, split) = match s.rsplit_once(':') {
             Some((name, split)) if SplitName::from_str(split).is_ok() => (name, split.parse()?),
-            // A known dataset with something after its colon: the split is
-            // what is wrong, and parsing it says so.
+            // Known datasets (one, or a union of them) with something after
+            // the colon: the split is what is wrong, and parsing it says so.
+            // After a `+` it is not a split but a part's (joint::parse says).
             Some((name, split))
-                if name == "mnist-sample" || catalog::find(name).is_some_and(|i| i.name != "folder") =>
+                if !split.contains(joint::SEPARATOR) && name.split(joint::SEPARATOR).all(is_known) =>
             {
                 (name, split.parse()?)
             }
             _ => (s, SplitName::Train),
         };
-        let source = if name == "mnist-sample" {
-            Source::Sample
-        } else if let Some(info) = catalog::find(name).filter(|i| i.name != "folder") {
-            Source::Named(info)
-        } else if name.contains('/') || std::path::Path::new(name).is_dir() {
-            Source::Folder(PathBuf::from(name))
-        } else {
-            let known: Vec<&str> = catalog::DATASETS
-                .iter()
-                .map(|d| d.name)
-                .filter(|n| *n != "folder")
-                .collect();
-            return Err(DataError::invalid(
-                format!("unknown dataset '{name}'"),
-                format!(
-                    "use one of {}, mnist-sample, or the path of an image folder (e.g. ./photos:train)",
-                    known.join(", ")
-                ),
-            ));
-        };
-        Ok(DatasetSpec { source, split })
+        Ok(DatasetSpec {
+            source: Source::parse(name)?,
+            split,
+        })
     }
+}
+
+/// Whether `name` is a dataset twinsim knows by name (not a path).
+pub(crate) fn is_known(name: &str) -> bool {
+    name == "mnist-sample" || catalog::find(name).is_some_and(|i| i.name != "folder")
 }
 
 /// What to keep of a split after loading it.

@@ -14,6 +14,10 @@
 //! With a gallery, [`EvalOptions::expansion`] re-ranks every embedder with
 //! the gallery's unlabelled context (DBA and query expansion, see
 //! [`crate::expansion`]) before any metric is computed.
+//!
+//! On a union of datasets (`mnist+cifar10`) every embedder's scores also
+//! hold each part's retrieval metrics and cross-domain confusion rate
+//! ([`crate::metrics::domains`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,7 +30,7 @@ use twinsim_data::{Dataset, LoadOptions, SplitName};
 use crate::calibration::Calibration;
 use crate::distributed::World;
 use crate::expansion::Expansion;
-use crate::metrics::{verification, Calculator, Retrieval, Verification};
+use crate::metrics::{verification, Calculator, DomainRetrieval, Retrieval, Verification};
 use crate::model::{Distance, Embedding, Model};
 use crate::run::{Classes, Run};
 use crate::similarity::{self, Pairs};
@@ -205,6 +209,21 @@ pub struct Scores {
     pub pair_threshold_rule: &'static str,
     /// True-accept rate at false-accept rates 0.001, 0.01, 0.1.
     pub tar_at_far: BTreeMap<String, f64>,
+    /// On a union of datasets, each part that has queries, in the union's
+    /// order; empty (and left out of the JSON) otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartScores>,
+}
+
+/// One part of a union: the retrieval metrics of its queries, searched
+/// against the whole gallery, and the share of them whose nearest
+/// neighbour is an image of another part.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartScores {
+    /// The part's name, the prefix of its class names (`mnist`).
+    pub part: String,
+    #[serde(flatten)]
+    pub scores: DomainRetrieval,
 }
 
 /// What an evaluation ran on.
@@ -355,12 +374,18 @@ pub fn score(
     let q_labels = labels(&data.queries);
     let g_labels = data.gallery.as_ref().map(labels);
     let gallery = emb.gallery.as_ref().zip(g_labels.as_ref());
-    let retrieval = Calculator::new()
+    let calculator = Calculator::new()
         .precision_at(&PRECISION_KS)
         .recall_at(&RECALL_KS)
         .nmi(true)
-        .seed(opts.seed)
-        .compute(&emb.queries, &q_labels, gallery, emb.distance)?;
+        .seed(opts.seed);
+    let (retrieval, parts) = match data.queries.image_parts() {
+        None => (
+            calculator.compute(&emb.queries, &q_labels, gallery, emb.distance)?,
+            Vec::new(),
+        ),
+        Some(q_parts) => by_part(&calculator, emb, data, &q_labels, &q_parts, gallery)?,
+    };
     let pairs = Pairs::draw(
         &emb.queries,
         &data.queries.labels,
@@ -386,7 +411,44 @@ pub fn score(
         pair_threshold,
         pair_threshold_rule: rule,
         tar_at_far: v.tar_at_far,
+        parts,
     })
+}
+
+/// The retrieval metrics of a union of datasets, whole and by part, from
+/// one search; `q_parts` holds each query's part.
+fn by_part(
+    calculator: &Calculator,
+    emb: &Embedded,
+    data: &ProtocolData,
+    q_labels: &Tensor,
+    q_parts: &[u32],
+    gallery: Option<(&Tensor, &Tensor)>,
+) -> Result<(Retrieval, Vec<PartScores>)> {
+    let g_parts = match &data.gallery {
+        Some(g) if g.parts == data.queries.parts => g.image_parts(),
+        Some(_) => {
+            return Err(LearnError::config(
+                "the queries and the gallery are not parts of the same union",
+                "evaluate on one union of datasets, its queries and gallery from the same parts",
+            ))
+        }
+        None => None,
+    };
+    let gallery = match (gallery, &g_parts) {
+        (Some((g, labels)), Some(parts)) => Some((g, labels, parts.as_slice())),
+        _ => None,
+    };
+    let (whole, by_domain) =
+        calculator.compute_by_domain(&emb.queries, q_labels, q_parts, gallery, emb.distance)?;
+    let parts = by_domain
+        .into_iter()
+        .map(|scores| PartScores {
+            part: data.queries.parts[scores.domain as usize].name.clone(),
+            scores,
+        })
+        .collect();
+    Ok((whole, parts))
 }
 
 /// `emb` re-ranked with its gallery's context (see [`Expansion::apply`]),

@@ -147,15 +147,13 @@ impl Run {
     }
 
     /// The split queries come from by default: `test` when the dataset has
-    /// one, else the held-out `val`.
+    /// one (a union when each of its parts has), else the held-out `val`.
     pub fn query_split(&self, dataset: Option<&str>) -> Result<SplitName> {
         let spec: DatasetSpec = dataset.unwrap_or(self.dataset()).parse()?;
-        if let Source::Folder(root) = &spec.source {
-            if !twinsim_data::folder::splits(root)?.iter().any(|s| s == "test") {
-                return Ok(SplitName::Val);
-            }
-        }
-        Ok(SplitName::Test)
+        Ok(match spec.source.has_test()? {
+            true => SplitName::Test,
+            false => SplitName::Val,
+        })
     }
 }
 

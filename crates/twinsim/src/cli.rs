@@ -487,7 +487,8 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 pub struct DatasetsArgs {
     /// A dataset to load and summarise: NAME[:SPLIT] (mnist, mnist:test,
-    /// cifar100:val, ./photos:train). Without it, every dataset is listed.
+    /// cifar100:val, ./photos:train, mnist+cifar10:test for a union).
+    /// Without it, every dataset is listed.
     pub spec: Option<String>,
     #[command(flatten)]
     pub select: SelectArgs,

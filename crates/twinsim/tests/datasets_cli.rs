@@ -114,7 +114,7 @@ fn the_json_listing_names_the_same_kinds_as_the_text_one() {
     let v: Value = serde_json::from_str(&json).unwrap();
     let kinds = v["other_kinds"].as_array().unwrap();
     let names: Vec<&str> = kinds.iter().map(|k| k["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["folder", "mnist-sample"]);
+    assert_eq!(names, ["folder", "mnist-sample", "union"]);
     for name in names {
         assert!(
             text.lines().any(|l| l.starts_with(name)),

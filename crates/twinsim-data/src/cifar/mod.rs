@@ -229,6 +229,7 @@ impl Decoded {
             classes: names.fine,
             coarse,
             origin: Origin::Files(vec![origin]),
+            parts: Vec::new(),
         }
         .validate()
     }

@@ -323,6 +323,7 @@ fn finish(
         classes,
         coarse: None,
         origin: Origin::Files(vec![tree.dir]),
+        parts: Vec::new(),
     }
     .validate()?;
     Ok(FolderLoad {

@@ -7,12 +7,15 @@
 //! - [`retrieval`]: per-query retrieval metrics from the ranked neighbours'
 //!   labels, summed block by block;
 //! - [`verification`]: ROC, AUC, EER, TAR@FAR and thresholds on scored pairs;
-//! - [`clustering`]: k-means and NMI.
+//! - [`clustering`]: k-means and NMI;
+//! - [`domains`]: a union's parts apart: each part's retrieval metrics and
+//!   how often its queries' nearest neighbour is in another part.
 //!
 //! [`Calculator`] ties the first two (and NMI) together: queries against a
 //! gallery, or against each other leaving each one out.
 
 pub mod clustering;
+pub mod domains;
 pub mod neighbours;
 pub mod retrieval;
 pub mod verification;
@@ -22,6 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+pub use domains::DomainRetrieval;
 pub use neighbours::{nearest, CHUNK};
 pub use retrieval::{Metric, Retrieval};
 pub use verification::{balanced_pairs, RocCurve, Verification};
@@ -158,26 +162,50 @@ impl Calculator {
         let labels = self.check(query, query_labels, gallery, gallery_labels, protocol)?;
         let loo = protocol == Protocol::LeaveOneOut;
         let relevant = relevant_counts(&labels, &cpu_labels(gallery_labels)?, loo);
-        let k = relevant.iter().copied().max().unwrap_or(0);
-        let mut acc = retrieval::Accumulator::new(k, &self.metrics, &self.precision_ks, &self.recall_ks);
-        let search = neighbours::Search::new(gallery, distance, loo);
-        let depth = acc.depth().min(search.candidates());
-        if depth > 0 {
-            let device = gallery.device();
-            let gallery_labels = gallery_labels.to_device(device);
-            let query_labels = Tensor::from_slice(&labels).to_device(device);
-            let relevant = Tensor::from_slice(&relevant).to_device(device);
-            for (start, len) in blocks(labels.len() as i64, self.chunk) {
-                let nn = search.nearest(&query.narrow(0, start, len), start, depth);
-                let matches = label_matches(&nn, &gallery_labels, &query_labels.narrow(0, start, len));
-                acc.add(&matches, &relevant.narrow(0, start, len));
-            }
-        }
+        let mut acc = self.accumulator(&relevant);
+        let relevant = Tensor::from_slice(&relevant).to_device(gallery.device());
+        let ranked = Ranking {
+            query,
+            labels: &labels,
+            gallery,
+            gallery_labels,
+            distance,
+            leave_one_out: loo,
+        };
+        self.rank(&ranked, acc.depth(), |start, _, matches| {
+            acc.add(matches, &relevant.narrow(0, start, matches.size()[0]));
+        });
         let mut result = acc.finish(protocol);
         if self.nmi {
             result.nmi = Some(clustering::kmeans_nmi(query, &labels, self.seed)?);
         }
         Ok(result)
+    }
+
+    /// The sums for queries whose R are `relevant`; PML's k is the largest.
+    fn accumulator(&self, relevant: &[i64]) -> retrieval::Accumulator {
+        let k = relevant.iter().copied().max().unwrap_or(0);
+        retrieval::Accumulator::new(k, &self.metrics, &self.precision_ks, &self.recall_ks)
+    }
+
+    /// Ranks each query's `depth` nearest gallery items (fewer when the
+    /// gallery has fewer), a block at a time, and hands `visit` each block:
+    /// its first query's index, the neighbours' indices (B, d) and whether
+    /// each has its query's label (B, d), both on the gallery's device.
+    fn rank(&self, r: &Ranking<'_>, depth: i64, mut visit: impl FnMut(i64, &Tensor, &Tensor)) {
+        let search = neighbours::Search::new(r.gallery, r.distance, r.leave_one_out);
+        let depth = depth.min(search.candidates());
+        if depth == 0 {
+            return;
+        }
+        let device = r.gallery.device();
+        let gallery_labels = r.gallery_labels.to_device(device);
+        let query_labels = Tensor::from_slice(r.labels).to_device(device);
+        for (start, len) in blocks(r.labels.len() as i64, self.chunk) {
+            let nn = search.nearest(&r.query.narrow(0, start, len), start, depth);
+            let matches = label_matches(&nn, &gallery_labels, &query_labels.narrow(0, start, len));
+            visit(start, &nn, &matches);
+        }
     }
 
     /// Refuses inputs that do not fit together; returns the query labels.
@@ -217,6 +245,17 @@ impl Calculator {
             None => Ok(labels),
         }
     }
+}
+
+/// What one search ranks: queries (with their labels, checked) against a
+/// gallery, or against each other leaving each one out.
+struct Ranking<'a> {
+    query: &'a Tensor,
+    labels: &'a [i64],
+    gallery: &'a Tensor,
+    gallery_labels: &'a Tensor,
+    distance: Distance,
+    leave_one_out: bool,
 }
 
 /// Precision@1 of `query` against `gallery` (leave-one-out when

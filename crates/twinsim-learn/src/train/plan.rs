@@ -5,7 +5,6 @@
 //! created; [`plan`] stops here (`twinsim train --dry-run`).
 
 use tch::Device;
-use twinsim_data::split::Source;
 use twinsim_data::{split, Dataset, DatasetSpec, LoadOptions, Selection, SplitName};
 
 use super::augment::Augment;
@@ -174,12 +173,11 @@ fn facts(ds: &Dataset) -> DataFacts {
 }
 
 /// The test split for the final evaluation, read before training so a
-/// problem with it shows at once; `None` for an image folder without one.
+/// problem with it shows at once; `None` for an image folder without one
+/// (or a union with such a folder).
 fn load_test(spec: &DatasetSpec, data: &LoadOptions) -> Result<Option<Dataset>> {
-    if let Source::Folder(root) = &spec.source {
-        if !twinsim_data::folder::splits(root)?.iter().any(|s| s == "test") {
-            return Ok(None);
-        }
+    if !spec.source.has_test()? {
+        return Ok(None);
     }
     Ok(Some(twinsim_data::load(&spec.with_split(SplitName::Test), data)?))
 }

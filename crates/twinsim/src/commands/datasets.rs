@@ -6,7 +6,6 @@ use std::time::Instant;
 use serde::Serialize;
 use twinsim_data::catalog::{self, DatasetInfo, Layout};
 use twinsim_data::locate::Locator;
-use twinsim_data::split::Source;
 use twinsim_data::{Dataset, DatasetSpec, ImageShape, Origin, SplitName};
 
 use crate::cli::{DatasetsArgs, GlobalArgs};
@@ -44,6 +43,11 @@ const OTHER_KINDS: &[OtherKind] = &[
     OtherKind {
         name: "mnist-sample",
         description: "the 8,000 + 2,000 MNIST images embedded in twinsim",
+    },
+    OtherKind {
+        name: "union",
+        description: "several of the above as one, joined by +: e.g. `twinsim datasets mnist+cifar10` \
+                      (classes mnist/0 ... cifar10/truck, images in the largest shape)",
     },
 ];
 
@@ -164,12 +168,13 @@ fn summarise(global: &GlobalArgs, args: &DatasetsArgs, spec: &str) -> anyhow::Re
     let specs = if spec.ends_with(&format!(":{}", parsed.split.as_str())) {
         vec![parsed.clone()]
     } else {
-        let has_test = match &parsed.source {
-            Source::Folder(root) => twinsim_data::folder::splits(root)?.iter().any(|s| s == "test"),
-            _ => true,
-        };
         let mut both = vec![parsed.with_split(SplitName::Train)];
-        both.extend(has_test.then(|| parsed.with_split(SplitName::Test)));
+        both.extend(
+            parsed
+                .source
+                .has_test()?
+                .then(|| parsed.with_split(SplitName::Test)),
+        );
         both
     };
     let mut splits = Vec::new();

@@ -4,7 +4,7 @@
 
 use twinsim_data::SplitName;
 use twinsim_learn::distributed::World;
-use twinsim_learn::evaluation::{self, EvalOptions, Evaluation, ProtocolData, Scores};
+use twinsim_learn::evaluation::{self, EvalOptions, Evaluation, PartScores, ProtocolData, Scores};
 use twinsim_learn::expansion::Expansion;
 use twinsim_learn::run::Run;
 
@@ -79,10 +79,51 @@ fn print_table(r: &Evaluation) {
         println!();
     }
     let c = &r.model;
+    print_parts(&c.parts);
     println!(
         "\npair accuracy at the {} threshold {:.4}; {:.1} s",
         c.pair_threshold_rule, c.pair_threshold, r.seconds
     );
+}
+
+/// The model's figures for each part of a union (nothing for one dataset):
+/// its queries against the whole gallery, and how many of them have their
+/// nearest neighbour in another part.
+fn print_parts(parts: &[PartScores]) {
+    if parts.is_empty() {
+        return;
+    }
+    println!("\nthe model by part: its queries against the whole gallery");
+    let columns = [
+        "queries",
+        "precision_at_1",
+        "r_precision",
+        "mean_average_precision_at_r",
+        "cross_domain_confusion",
+    ];
+    print!("{:<30}", "part");
+    for name in columns {
+        print!("{name:>w$}", w = name.len().max(12) + 2);
+    }
+    println!();
+    for p in parts {
+        let r = &p.scores.retrieval;
+        let values = [
+            r.precision_at_1,
+            r.r_precision,
+            r.mean_average_precision_at_r,
+            Some(p.scores.cross_domain_confusion),
+        ];
+        print!("{:<30}{:>14}", p.part, r.queries);
+        for (name, v) in columns[1..].iter().zip(values) {
+            let w = name.len().max(12) + 2;
+            match v {
+                Some(v) => print!("{v:>w$.4}"),
+                None => print!("{:>w$}", "-"),
+            }
+        }
+        println!();
+    }
 }
 
 /// A metric's row label and how to read it from [`Scores`].
