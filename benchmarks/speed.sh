@@ -16,7 +16,7 @@
 # DATA_DIR defaults to ../shared/data; SEEDS (default "0 1 2") are the seeds
 # every system trains with; SYSTEMS (default: all) picks the rows by name,
 # lower case with dashes: "mnist-default mnist-fast fashion-default seed pml
-# pml-fashion". Results are
+# pml-fashion pixels-fashion". Results are
 # appended, one JSON line a run, to target/bench/speed-DATE.jsonl (so a
 # partial rerun adds to the day's file; SPEED_JSONL=FILE writes elsewhere),
 # the machine and software to the -env.json beside it; twinsim's run
@@ -34,11 +34,13 @@ recipes=(
 )
 # The Python peers, "name|dataset|script in benchmarks/peers and its
 # arguments". On Fashion-MNIST pytorch-metric-learning's MNIST example runs
-# unchanged for 3 epochs, as the issue that asked for it ran it.
+# unchanged for 3 epochs, as the issue that asked for it ran it; raw pixels
+# (no training) are the floor.
 peers=(
   "seed|mnist|seed_system.py"
   "pml|mnist|pml_triplet.py"
   "pml fashion|fashion-mnist|pml_triplet.py --epochs 3"
+  "pixels fashion|fashion-mnist|pixels.py"
 )
 
 data=${1:-../shared/data}

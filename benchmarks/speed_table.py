@@ -74,6 +74,8 @@ def main():
 
     peers = [n for n, rs in systems.items() if is_peer(rs[0])]
     dataset = lambda n: systems[n][0].get("dataset", "mnist")
+    # Raw pixels train nothing: no time or speed to compare, only quality.
+    ratio = lambda num, den, fmt: f"{num / den:{fmt}}x" if num and den else "-"
     pairs = [(t, p) for t in ours for p in peers if dataset(t) == dataset(p)]
     if pairs:
         print("\ntwinsim against each peer, from the medians: *faster* is the peer's training "
@@ -84,8 +86,8 @@ def main():
         for t, p in pairs:
             a, b = med[t], med[p]
             diffs = " | ".join(f"{a[k] - b[k]:+.4f}" for k in METRICS)
-            print(f"| {t} | {p} | {b['train_seconds'] / a['train_seconds']:.2f}x | "
-                  f"{a['images_per_second'] / b['images_per_second']:.2f}x | {diffs} |")
+            print(f"| {t} | {p} | {ratio(b['train_seconds'], a['train_seconds'], '.2f')} | "
+                  f"{ratio(a['images_per_second'], b['images_per_second'], '.2f')} | {diffs} |")
 
     if len(sys.argv) == 3:
         env = json.load(open(sys.argv[2]))

@@ -15,11 +15,13 @@ use crate::error::{LearnError, Result};
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrainOptions {
-    /// Dataset to train on, NAME (fit and val are carved from its train split) (mnist, fashion-mnist, cifar10, cifar100, ./photos) [default: mnist].
+    /// Dataset to train on, NAME (fit and val are carved from its train split) (mnist, fashion-mnist, cifar10, cifar100, ./photos,
+    /// or a union: mnist+cifar10) [default: mnist].
     #[cfg_attr(feature = "cli", arg(long))]
     pub dataset: Option<String>,
-    /// Recipe: digits, grey, colour, the defaults of the options below (listed at the end of
-    /// `twinsim train --help`) [default: digits for MNIST, else grey or colour by the images' channels].
+    /// Recipe: digits, grey, colour, small, the defaults of the options below (listed at the end of
+    /// `twinsim train --help`) [default: digits for MNIST, small under 500 images per class, else grey or colour by the
+    /// images' channels].
     #[cfg_attr(feature = "cli", arg(long))]
     pub recipe: Option<String>,
     /// Encoder: seed, mlp, cnn, cnn-wide, resnet, airbench, airbench-half [default: the recipe's].
@@ -47,7 +49,7 @@ pub struct TrainOptions {
     /// Images per class in a pk batch (P = batch-size / K) [default: 32].
     #[cfg_attr(feature = "cli", arg(long))]
     pub per_class_batch: Option<usize>,
-    /// Passes over the training data [default: the recipe's: digits 5, grey 4, colour 15].
+    /// Passes over the training data [default: the recipe's: digits 5, grey 4, colour 15, small 80].
     #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
     /// Images per batch (pairs count twice) [default: 256, or fewer classes x K for pk batches].
@@ -91,7 +93,8 @@ pub struct TrainOptions {
     /// Same results on every run with the same seed (fixed threads, deterministic kernels).
     #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true"))]
     pub deterministic: Option<bool>,
-    /// Augmentation: none, crop-flip, shift, shift-flip, affine [default: the recipe's: digits affine, else shift-flip].
+    /// Augmentation: none, crop-flip, shift, shift-flip, shift-flip-erase, affine [default: the recipe's: digits affine,
+    /// small shift-flip-erase, else shift-flip].
     #[cfg_attr(feature = "cli", arg(long))]
     pub augment: Option<String>,
     /// Share of train held out for the per-epoch validation metric [default: 0.1].
