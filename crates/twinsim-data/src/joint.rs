@@ -29,6 +29,13 @@ use crate::error::{DataError, Result};
 use crate::load::{self, LoadOptions};
 use crate::split::{self, DatasetSpec, Source, SplitName};
 
+/// The most bytes a union's images may take. Converting every part to the
+/// largest part's size multiplies the small ones: MNIST beside a folder of
+/// 1024x1024 photos would be 60,000 x 3 MiB, 188 GB, from a folder of a
+/// few files. 16 GiB holds MNIST, Fashion-MNIST and CIFAR-10 together at
+/// 64x64 (190,000 images of 12 KiB, 2.3 GB) several times over.
+pub const MAX_BYTES: usize = 16 << 30;
+
 /// What joins the parts of a union in its name.
 pub const SEPARATOR: char = '+';
 
@@ -166,13 +173,26 @@ pub(crate) fn load(parts: &[Source], split: SplitName, opts: &LoadOptions) -> Re
 fn join(datasets: Vec<(String, Dataset)>, split: &str) -> Result<Dataset> {
     let shape = common_shape(&datasets)?;
     let count: usize = datasets.iter().map(|(_, d)| d.len()).sum();
-    let bytes = count.checked_mul(shape.len()).ok_or_else(|| {
+    let bytes = count
+        .checked_mul(shape.len())
+        .filter(|&b| b <= MAX_BYTES)
+        .ok_or_else(|| {
+            DataError::invalid(
+                format!(
+                    "the union would hold {count} images of {shape}, more than {} GiB in memory",
+                    MAX_BYTES >> 30
+                ),
+                "join fewer datasets, or give the image folders a smaller image size (every part is converted to the largest)",
+            )
+        })?;
+    let mut pixels = Vec::new();
+    pixels.try_reserve_exact(bytes).map_err(|_| {
         DataError::invalid(
-            format!("{count} images of {shape} do not fit in memory"),
-            "join fewer or smaller datasets",
+            format!("no memory for {count} images of {shape} ({bytes} bytes)"),
+            "join fewer datasets, or give the image folders a smaller image size",
         )
     })?;
-    let mut pixels = vec![0; bytes];
+    pixels.resize(bytes, 0);
     let mut offset = 0;
     let (mut labels, mut classes, mut parts, mut origins) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (name, ds) in datasets {
@@ -333,5 +353,18 @@ mod tests {
         let three = filled(shape(3, 2, 2), 1, &["b"]);
         let err = join(vec![("a".into(), two), ("b".into(), three)], "train").unwrap_err();
         assert!(err.to_string().contains("a's 2 channels"), "{err}");
+    }
+
+    #[test]
+    fn a_union_that_would_not_fit_in_memory_is_refused_before_any_allocation() {
+        // 6,000 small grey images beside one huge colour image: converting
+        // them to its size would take 6,000 x 3 MiB, 18 GiB, beyond the cap,
+        // and nothing that large is allocated to find out.
+        let many = filled(shape(1, 2, 2), 6000, &["0"]);
+        let huge = filled(shape(3, 1024, 1024), 1, &["cat"]);
+        let huge_bytes = 3 * 1024 * 1024;
+        assert!(6001 * huge_bytes > MAX_BYTES);
+        let err = join(vec![("digits".into(), many), ("photos".into(), huge)], "train").unwrap_err();
+        assert!(err.to_string().contains("more than 16 GiB"), "{err}");
     }
 }
