@@ -8,22 +8,8 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::{run, twinsim};
+use common::{run, twinsim, CIFAR10_CLASSES};
 use serde_json::Value;
-
-/// CIFAR-10's classes in label order.
-const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
 
 /// A data folder holding the shared MNIST as `mnist/` and, as
 /// `cifar10/cifar-10-batches-bin/`, the first `train` training and `test`

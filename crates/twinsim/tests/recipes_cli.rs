@@ -102,6 +102,13 @@ fn each_kind_of_data_gets_its_recipe() {
             "{dataset} ({channels} channels)"
         );
         assert_eq!(small["patience"], 10);
+        // Small batches, 8 classes of 8 (as many classes as there are, for
+        // the 2 of the photos), at SGD's rate scaled to them.
+        let batch = if dataset == "photos" { 2 * 8 } else { 64 };
+        assert_eq!(
+            (&small["batch-size"], &small["per-class-batch"], &small["lr"]),
+            (&batch.into(), &8.into(), &(0.3 * batch as f64 / 256.0).into())
+        );
     }
     // But digits stay digits, and a dry run writes nothing.
     let few_digits = planned(tmp.path(), "mnist".as_ref(), &["--per-class", "50"]);

@@ -46,13 +46,14 @@ pub struct TrainOptions {
     /// Batch sampler: pairs, balanced-pairs, pk [default: pairs for seed-contrastive, else pk].
     #[cfg_attr(feature = "cli", arg(long))]
     pub sampler: Option<String>,
-    /// Images per class in a pk batch (P = batch-size / K) [default: 32].
+    /// Images per class in a pk batch (P = batch-size / K) [default: the recipe's: 32, small 8].
     #[cfg_attr(feature = "cli", arg(long))]
     pub per_class_batch: Option<usize>,
     /// Passes over the training data [default: the recipe's: digits 5, grey 4, colour 15, small 80].
     #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
-    /// Images per batch (pairs count twice) [default: 256, or fewer classes x K for pk batches].
+    /// Images per batch (pairs count twice) [default: the recipe's: 256, small 64; fewer for pk batches when the data has
+    /// fewer classes than P].
     #[cfg_attr(feature = "cli", arg(long))]
     pub batch_size: Option<usize>,
     /// Peak learning rate [default: the recipe's, 0.3 x batch/256 with sgd; 0.002 for adamw with another recipe's loss].
@@ -361,12 +362,12 @@ impl TrainOptions {
             .unwrap_or_else(|| if loss == "seed-contrastive" { "pairs" } else { "pk" }.into());
         let embedding_dim = self.embedding_dim.unwrap_or(if arch == "seed" { 2 } else { 128 });
         let out = self.out.unwrap_or_else(|| next_run_dir(&dataset, &arch, &loss));
-        let per_class_batch = self.per_class_batch.unwrap_or(32);
+        let per_class_batch = self.per_class_batch.unwrap_or(recipe.per_class_batch);
         // A P x K batch cannot hold more classes than the data has.
         let batch_size = match (&self.batch_size, sampler.as_str()) {
             (Some(b), _) => *b,
-            (None, "pk") => 256.min(classes.max(2) * per_class_batch),
-            (None, _) => 256,
+            (None, "pk") => recipe.batch.min(classes.max(2) * per_class_batch),
+            (None, _) => recipe.batch,
         };
         let label_smoothing = self
             .label_smoothing

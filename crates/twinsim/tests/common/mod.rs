@@ -106,3 +106,17 @@ pub fn cifar_folder(root: &std::path::Path, classes: &[&str], per_class: usize) 
         }
     }
 }
+
+/// CIFAR-10's classes in label order.
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];

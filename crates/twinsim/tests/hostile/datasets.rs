@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::files;
 use super::fixture::Fixture;
 use super::harness::Case;
+use crate::common::CIFAR10_CLASSES;
 
 /// The four MNIST files, test files last.
 const MNIST: [&str; 4] = [
@@ -18,20 +19,6 @@ const MNIST: [&str; 4] = [
     "train-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
-];
-
-/// CIFAR-10's class names.
-const CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
 ];
 
 /// An IDX header: magic (type 0x08, `dims` dimensions) and sizes.
@@ -198,7 +185,7 @@ fn meta_pickle() -> Vec<u8> {
     let mut p = b"\x80\x02}(".to_vec();
     short(&mut p, "label_names");
     p.extend(b"](");
-    for c in CLASSES {
+    for c in CIFAR10_CLASSES {
         short(&mut p, c);
     }
     p.push(b'e');
@@ -219,7 +206,10 @@ fn binary_cases(fx: &Fixture) -> Vec<Case> {
             files::write(&dir.join(format!("data_batch_{i}.bin")), &records(10));
         }
         files::write(&dir.join("test_batch.bin"), &records(10));
-        files::write(&dir.join("batches.meta.txt"), CLASSES.join("\n").as_bytes());
+        files::write(
+            &dir.join("batches.meta.txt"),
+            CIFAR10_CLASSES.join("\n").as_bytes(),
+        );
         if !file.is_empty() {
             std::fs::remove_file(dir.join(file)).unwrap();
             hostile(&dir.join(file));
