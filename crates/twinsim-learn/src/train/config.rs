@@ -68,8 +68,9 @@ pub struct TrainOptions {
     /// Learning-rate schedule: cosine (with warm-up), constant [default: cosine].
     #[cfg_attr(feature = "cli", arg(long))]
     pub schedule: Option<String>,
-    /// Stop once validation Precision@1 has not improved for N epochs, and keep the best
-    /// epoch's weights [default: the recipe's: small 10, else train every epoch].
+    /// Stop once validation Precision@1 has not improved for N epochs (never in the first half
+    /// of the epochs), and keep the best epoch's weights [default: the recipe's: small 10, else
+    /// train every epoch].
     #[cfg_attr(feature = "cli", arg(long))]
     pub patience: Option<usize>,
     /// Keep an exponential moving average of the weights with this decay (e.g. 0.999) and save it.

@@ -132,7 +132,7 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
     let gallery = split::apply(train_base, SplitName::Train, &selection)?;
     let mut stop = cfg
         .patience
-        .map(|n| EarlyStop::new(n, &epochs, &dir.path))
+        .map(|n| EarlyStop::new(n, cfg.epochs, &epochs, &dir.path))
         .transpose()?;
     for epoch in progress.epochs_done..cfg.epochs {
         if stop.as_ref().is_some_and(|s| s.should_stop(epoch)) {
