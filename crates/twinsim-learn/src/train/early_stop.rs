@@ -92,11 +92,8 @@ impl EarlyStop {
 
 /// Writes `weights` as the best epoch's, atomically.
 pub fn save(dir: &Path, weights: &[(String, Tensor)]) -> Result<()> {
-    let cpu: Vec<(String, Tensor)> = weights
-        .iter()
-        .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    twinsim_data::atomic::write_bytes(&dir.join(FILE), &crate::tensor::safetensors_bytes(&cpu))?;
+    // `safetensors_bytes` brings each tensor to the host itself.
+    twinsim_data::atomic::write_bytes(&dir.join(FILE), &crate::tensor::safetensors_bytes(weights))?;
     Ok(())
 }
 

@@ -135,10 +135,10 @@ pub fn train(req: TrainRequest) -> Result<RunSummary> {
         .map(|n| EarlyStop::new(n, cfg.epochs, &epochs, &dir.path))
         .transpose()?;
     for epoch in progress.epochs_done..cfg.epochs {
-        if stop.as_ref().is_some_and(|s| s.should_stop(epoch)) {
+        if let Some(s) = stop.as_ref().filter(|s| s.should_stop(epoch)) {
             tracing::info!(
                 "stopping early: validation Precision@1 has not improved since epoch {}",
-                stop.as_ref().map_or(0, EarlyStop::best_epoch)
+                s.best_epoch()
             );
             break;
         }
