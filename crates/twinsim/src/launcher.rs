@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// What `twinsim-core --help` prints. `tests/launcher_cli.rs` fails when
+/// What `twinsim-core --help` prints. `tests/it/startup_cli.rs` fails when
 /// the two differ and, with `TWINSIM_BLESS=1`, writes this file afresh.
 const HELP: &str = include_str!("help.txt");
 

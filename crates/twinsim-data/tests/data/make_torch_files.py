@@ -1,11 +1,11 @@
-"""Writes the PyTorch checkpoints that tests/torch_file.rs reads.
+"""Writes the PyTorch checkpoints that tests/it/torch_file.rs reads.
 
 Run once, from the repository root, with the project's PyTorch (2.11):
 
     .venv/bin/python crates/twinsim-data/tests/data/make_torch_files.py
 
 The tests read the committed files and never run this script: rerun it only
-to change them, and update the expected values in tests/torch_file.rs.
+to change them, and update the expected values in tests/it/torch_file.rs.
 
 state_dict_zip.pth and state_dict_legacy.pth hold the same state dict in
 torch's two layouts (torch.save with and without

@@ -155,6 +155,7 @@ mod tests {
 
     #[test]
     fn whitening_makes_patch_features_uncorrelated_with_unit_variance() {
+        let _rng = crate::global_rng();
         tch::manual_seed(0);
         // Correlated channels: the second is mostly the first.
         let a = Tensor::randn([64, 1, 12, 12], (Kind::Float, Device::Cpu));

@@ -325,6 +325,7 @@ mod tests {
 
     #[test]
     fn one_channel_is_channels_last_too_and_so_is_the_first_convolution() {
+        let _rng = crate::global_rng();
         let x = Tensor::rand([2, 1, 5, 5], (Kind::Float, Device::Cpu));
         let x_cl = channels_last(&x);
         assert_eq!(x_cl.stride(), [25, 1, 5, 1]);

@@ -181,6 +181,7 @@ mod tests {
 
     #[test]
     fn shift_moves_whole_pixels_and_keeps_everything() {
+        let _rng = crate::global_rng();
         tch::manual_seed(1);
         let x = squares(64);
         let y = Augment::Shift.apply(&x);
@@ -195,6 +196,7 @@ mod tests {
 
     #[test]
     fn erasing_blanks_one_rectangle_in_about_half_the_images() {
+        let _rng = crate::global_rng();
         tch::manual_seed(3);
         let x = Tensor::full([512, 1, 28, 28], 100, (Kind::Uint8, tch::Device::Cpu));
         let y = erase(&x);
@@ -222,6 +224,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_draws_the_same_augmentation() {
+        let _rng = crate::global_rng();
         let x = squares(32);
         for augment in [Augment::CropFlip, Augment::ShiftFlipErase, Augment::Affine] {
             tch::manual_seed(7);
@@ -235,6 +238,7 @@ mod tests {
 
     #[test]
     fn affine_keeps_the_digit_near_its_place_and_size() {
+        let _rng = crate::global_rng();
         tch::manual_seed(2);
         let x = squares(256);
         let y = Augment::Affine.apply(&x);

@@ -1,6 +1,6 @@
 //! `twinsim datasets`: listing, summaries, JSON output and user mistakes.
 
-mod common;
+use crate::common;
 
 use common::{assert_user_error, run, shared_data, twinsim};
 use serde_json::Value;

@@ -7,7 +7,7 @@
 //! the norm, since elementwise relative errors blow up on entries near 0).
 //! In float32: 1e-4 and 1e-3 on the same measures.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -421,8 +421,8 @@ proptest! {
     fn torch_reader_survives_damage(m in mutation(), noise in any_bytes(2048), zip in any::<bool>()) {
         let _serial = serial();
         let seed: &[u8] = match zip {
-            true => include_bytes!("data/state_dict_zip.pth"),
-            false => include_bytes!("data/state_dict_legacy.pth"),
+            true => include_bytes!("../data/state_dict_zip.pth"),
+            false => include_bytes!("../data/state_dict_legacy.pth"),
         };
         for bytes in [m.apply(seed), noise.clone()] {
             let (_dir, path) = file("w.pth", &bytes);

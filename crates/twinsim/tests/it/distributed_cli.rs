@@ -4,7 +4,7 @@
 //! dies ends the job. Built only with MPI (`./dev test` enables it).
 #![cfg(feature = "mpi")]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

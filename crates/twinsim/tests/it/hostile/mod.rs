@@ -1,5 +1,21 @@
-//! The suite's parts: the harness, the corpus writers, the shared fixture,
-//! and one module of cases per input family.
+//! The standing hostile-input suite (issue 18): a corpus generated at test
+//! time for every input path of the `twinsim` binary, each case run on the
+//! real binary under a 4 GiB address-space limit and a timeout.
+//!
+//! Every case must end with exit 0 and a correct answer, or exit 1 with an
+//! `error:` and a `hint:` line; never a signal, a panic, a backtrace, a hang,
+//! or a changed file it was not asked to write. The cases are tables, one
+//! module per input family here; `docs/hostile-inputs.md` lists them with
+//! what each gets. This module holds the suite's parts: the harness, the
+//! corpus writers, the shared fixture, and the families' modules.
+//!
+//! Run it with `cargo test --release -p twinsim --features twinsim/mpi --test it hostile`.
+//! `HOSTILE_FILTER=substring` runs only the cases whose name contains it.
+
+#[test]
+fn every_hostile_input_gets_an_answer_or_a_clear_error() {
+    run_suite();
+}
 
 #[macro_use]
 mod harness;

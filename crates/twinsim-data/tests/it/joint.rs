@@ -2,7 +2,7 @@
 //! in one shape with their classes apart, selections on the union, and the
 //! spellings that are refused.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

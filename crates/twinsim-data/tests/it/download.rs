@@ -1,7 +1,7 @@
 //! Finding datasets on disk and downloading them, against a local HTTP server
 //! that serves the real MNIST files (and misbehaves on request).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

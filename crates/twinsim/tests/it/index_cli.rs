@@ -2,7 +2,7 @@
 //! `search`, `identify`), `dedup` and `fid`, on a small model trained once
 //! on digits 0-4 of the embedded MNIST sample, and the bad input each meets.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

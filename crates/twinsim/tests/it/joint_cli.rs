@@ -3,7 +3,7 @@
 //! binary format, then `evaluate` by part, and `compare` and `embed` taking
 //! an MNIST digit and a CIFAR photo alike.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

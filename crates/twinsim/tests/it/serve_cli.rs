@@ -3,7 +3,7 @@
 //! and chromium-driver, which `./dev test` installs), and a clean stop on
 //! SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 //! auto` finds NVIDIA's driver. The dynamic loader's own trace
 //! (`LD_DEBUG=files`) says which libraries a run loaded.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! and a stalled body are refused at once, and every refusal, including
 //! those hyper writes itself while parsing, carries the JSON error.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

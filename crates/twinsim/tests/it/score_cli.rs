@@ -2,7 +2,7 @@
 //! pairs file), `embed`, `evaluate` and `report`, on a small model trained
 //! once on the embedded MNIST sample, and every kind of bad input they meet.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

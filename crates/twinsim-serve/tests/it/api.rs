@@ -3,7 +3,7 @@
 //! sample and an index of its test images; every kind of bad input is a 4xx
 //! with a JSON error, and a property run finds no 5xx.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! FID and KID against the oracle (`fid.json`: pytorch-fid's formula with
 //! scipy's `sqrtm`, and the unbiased KID), and the statistics they refuse.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use tch::{Kind, Tensor};

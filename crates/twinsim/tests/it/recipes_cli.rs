@@ -2,7 +2,7 @@
 //! on the real datasets, and tiny real runs), early stopping, and the
 //! configurations refused before any training.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::Path;

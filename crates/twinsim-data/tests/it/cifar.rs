@@ -1,7 +1,7 @@
 //! CIFAR-10 from both official formats (built from the shared copy), small
 //! CIFAR-100 files in both formats, and the pickle reader's refusals.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! format the decoder meets in the wild, damaged and hostile files, and the
 //! decoded-split cache.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -1010,7 +1010,7 @@ fn images_over_max_pixels_are_refused() {
 
 // ---------------------------------------------------------------------------
 // Timing, run by hand:
-//   cargo test -p twinsim-data --release --test folder -- --ignored --nocapture
+//   cargo test -p twinsim-data --release --test it folder:: -- --ignored --nocapture
 // ---------------------------------------------------------------------------
 
 /// MNIST's 60,000 training images as `label/NNNNN.png` under `root`.

@@ -193,7 +193,7 @@ fn backward_reaches_every_trainable_variable() {
 /// (28×28×1 for seed and cnn, 32×32×3 for resnet): the best and the worst of
 /// five rounds of four steps, since other processes on the machine slow
 /// some rounds down. Run with
-/// `cargo test --release --test encoders -- --ignored --nocapture`.
+/// `cargo test --release --test it encoders::throughput -- --ignored --nocapture`.
 #[test]
 #[ignore = "a benchmark: prints, asserts nothing"]
 fn throughput() {

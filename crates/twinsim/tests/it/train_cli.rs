@@ -1,7 +1,7 @@
 //! `twinsim train` end to end on the embedded MNIST sample: the run
 //! directory, resuming after SIGKILL, and configurations that cannot work.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! verification as scikit-learn and numpy do; then properties that any
 //! correct implementation has (chunking, ties, reproducibility, NMI by hand).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! `.npy` files: what we write NumPy reads back identically, what NumPy
 //! writes we read, and malformed files are refused with a reason.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! The IDX reader on the real MNIST and Fashion-MNIST files and on damaged copies.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;
