@@ -25,6 +25,7 @@ pub mod run;
 pub mod samplers;
 pub mod similarity;
 pub mod tensor;
+pub mod time_to_quality;
 pub mod train;
 pub mod whitening;
 

@@ -18,6 +18,7 @@ use crate::metrics::{self, verification};
 use crate::model::Embedding;
 use crate::run::Run;
 use crate::similarity::Pairs;
+use crate::time_to_quality::QualityCurve;
 use crate::Result;
 
 /// Scored pairs drawn in the pair grid.
@@ -42,6 +43,9 @@ pub struct ReportOptions {
     /// Query embeddings placed on the 2-D maps.
     pub map_points: usize,
     pub seed: u64,
+    /// Other systems' time-to-quality curves, drawn beside the run's own
+    /// ([`crate::time_to_quality::read_results`]).
+    pub compare: Vec<QualityCurve>,
 }
 
 impl Default for ReportOptions {
@@ -52,6 +56,7 @@ impl Default for ReportOptions {
             dataset: None,
             map_points: MAP_POINTS,
             seed: 0,
+            compare: Vec::new(),
         }
     }
 }
@@ -76,7 +81,7 @@ pub fn write(run: &Run, opts: &ReportOptions, base: &LoadOptions) -> Result<Path
     };
     let mut page = HtmlReport::new(format!("twinsim report: {}", run.dir.display()));
     ctx.summary(&mut page, &eval_opts)?;
-    ctx.curves(&mut page)?;
+    ctx.curves(&mut page, &opts.compare)?;
     let pairs = Pairs::draw(
         &emb.queries,
         &data.queries.labels,
@@ -164,8 +169,10 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Loss and validation Precision@1 per epoch.
-    fn curves(&self, page: &mut HtmlReport) -> Result<()> {
+    /// Loss and validation Precision@1 per epoch; then time to quality,
+    /// when the run was tested after every epoch (`train
+    /// --test-each-epoch`) or other systems' curves are given.
+    fn curves(&self, page: &mut HtmlReport, compare: &[QualityCurve]) -> Result<()> {
         let epochs = crate::train::RunDir {
             path: self.run.dir.clone(),
         }
@@ -196,32 +203,40 @@ impl Context<'_> {
             "training curves",
             "Training loss and validation Precision@1 after each epoch.",
         );
-        // Time to quality, for a run tested after every epoch
-        // (`train --test-each-epoch`): the measure runs are compared by.
-        let tested: Option<Vec<(f64, f64)>> = epochs
+        let own: Option<Vec<(f64, f64)>> = epochs
             .iter()
             .map(|e| e.test_precision_at_1.map(|p| (e.train_seconds, p)))
             .collect();
-        if let Some(points) = tested.filter(|p| !p.is_empty()) {
-            let file = "time_to_quality.png";
-            let line = [Series {
+        let lines: Vec<Series> = own
+            .filter(|p| !p.is_empty())
+            .map(|points| Series {
                 name: "this run".into(),
                 points,
-            }];
-            draw::line_chart(
-                self.out.join(file),
-                "Time to quality",
-                "training seconds",
-                "test Precision@1",
-                &line,
-            )?;
-            section.image(
-                file,
-                "test Precision@1 against training seconds",
-                "Test Precision@1 (the test images against the training images) after each epoch, \
-                 against the seconds of training so far.",
-            );
+            })
+            .into_iter()
+            .chain(compare.iter().map(|c| Series {
+                name: c.name.clone(),
+                points: c.points.clone(),
+            }))
+            .collect();
+        if lines.is_empty() {
+            return Ok(());
         }
+        let file = "time_to_quality.png";
+        draw::line_chart(
+            self.out.join(file),
+            "Time to quality",
+            "training seconds",
+            "test Precision@1",
+            &lines,
+        )?;
+        section.image(
+            file,
+            "test Precision@1 against training seconds",
+            "Test Precision@1 (the test images against the training images) after each epoch, \
+             against the seconds of training so far; other systems' lines come from a benchmark's \
+             results (each system's median run).",
+        );
         Ok(())
     }
 

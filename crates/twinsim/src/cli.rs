@@ -439,6 +439,11 @@ pub struct ReportArgs {
     /// Test embeddings placed on the 2-D maps (t-SNE costs O(n²)).
     #[arg(long, default_value_t = twinsim_learn::report::MAP_POINTS)]
     pub map_points: usize,
+    /// Benchmark results (benchmarks/speed.sh's JSON lines) whose systems'
+    /// test Precision@1 against training seconds is drawn beside the run's
+    /// (one line a system, on the run's dataset); repeat for more files.
+    #[arg(long, value_name = "RESULTS")]
+    pub compare: Vec<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

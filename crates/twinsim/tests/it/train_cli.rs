@@ -108,19 +108,45 @@ fn a_test_after_every_epoch_records_time_to_quality_and_changes_nothing() {
     );
     // The last epoch's figure is the final protocol's: the summary's.
     assert_eq!(Some(last), summary["test_precision_at_1"].as_f64());
-    // The report charts time to quality for the tested run alone.
-    for (name, charted) in [("plain", false), ("tested", true)] {
-        let page = tmp.path().join(format!("{name}-report"));
+    // The report charts time to quality for the tested run, or where other
+    // systems' curves are given (benchmarks/speed.sh's results) for any run.
+    let results = tmp.path().join("results.jsonl");
+    std::fs::write(
+        &results,
+        "{\"system\": \"peer\", \"dataset\": \"mnist-sample\", \"curve\": [[1.5, 0.4], [3.0, 0.6]]}\n",
+    )
+    .unwrap();
+    let report = |name: &str, page: &str, extra: &[&std::ffi::OsStr]| {
+        let page = tmp.path().join(page);
         let (ok, _, err) = run(twinsim(tmp.path())
             .arg("report")
             .arg(tmp.path().join(name))
             .args(["--map-points", "100", "-o"])
-            .arg(&page));
+            .arg(&page)
+            .args(extra));
+        (ok, err, page)
+    };
+    let compare = [std::ffi::OsStr::new("--compare"), results.as_os_str()];
+    for (name, extra, charted) in [
+        ("plain", &[][..], false),
+        ("tested", &[][..], true),
+        ("plain", &compare[..], true),
+    ] {
+        let (ok, err, page) = report(name, &format!("{name}-{}-report", extra.len()), extra);
         assert!(ok, "{err}");
         let html = std::fs::read_to_string(page.join("report.html")).unwrap();
         assert_eq!(html.contains("src=\"time_to_quality.png\""), charted, "{name}");
         assert_eq!(page.join("time_to_quality.png").exists(), charted, "{name}");
     }
+    // Curves of another dataset only: refused, and no report written.
+    std::fs::write(
+        &results,
+        "{\"system\": \"peer\", \"dataset\": \"cifar10\", \"curve\": [[1.5, 0.4]]}\n",
+    )
+    .unwrap();
+    let (ok, err, page) = report("tested", "refused-report", &compare);
+    assert_user_error(ok, &err, "no time-to-quality curve for mnist-sample");
+    assert!(!page.join("report.html").exists());
 }
 
 #[test]
