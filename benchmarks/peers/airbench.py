@@ -10,6 +10,13 @@ an image folder), measured both ways:
 Training time excludes loading the images; it includes the whitening fit.
 
     python3 benchmarks/peers/airbench.py CIFAR_FOLDER [--epochs 9.9] [--seed 0] [--head ce|nsm]
+    python3 benchmarks/peers/airbench.py --data DIR --dataset cifar10 [--test-each-epoch] ...
+
+The second form reads cifar-10-binary.tar.gz from DIR (the images twinsim
+reads by name) and adds benchmarks/speed.sh's protocol: MAP@R and pair
+ROC-AUC on the same features, and with --test-each-epoch the
+time-to-quality curve (test Precision@1 after each epoch, outside the
+training seconds).
 
 --head nsm swaps the classifier for twinsim's normalized-softmax head (a
 linear 256 -> 128 embedding, cosine to learned class proxies over
@@ -146,7 +153,9 @@ def crop(padded, dy, dx):
     return padded.permute(0, 2, 3, 1)[b, ys, xs].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
-def train(x, y, epochs, head, seed):
+def train(x, y, epochs, head, seed, on_epoch=None):
+    """The trained network and its training seconds; `on_epoch(net, seconds)`
+    runs after each whole epoch, outside the seconds counted."""
     torch.manual_seed(seed)
     net = Net(head).to(DEV).to(memory_format=torch.channels_last)
     bs, n = HYP["batch_size"], len(x)
@@ -167,7 +176,7 @@ def train(x, y, epochs, head, seed):
     alpha = 0.95 ** 5 * (np.arange(total + 1) / total) ** 3
     ema = [p.detach().clone() for p in net.state_dict().values()]
     sync()
-    t0 = time.perf_counter()
+    t0, paused = time.perf_counter(), 0.0
     fit_whitening(net.whiten, x[:5000])
     step = 0
     while step < total:
@@ -195,8 +204,14 @@ def train(x, y, epochs, head, seed):
                         if p.dtype.is_floating_point:
                             e.lerp_(p, 1 - alpha[step])
                             p.copy_(e)
+        if on_epoch and step % steps_per_epoch == 0:
+            sync()
+            pause = time.perf_counter()
+            on_epoch(net, pause - t0 - paused)
+            net.train()
+            paused += time.perf_counter() - pause
     sync()
-    return net, time.perf_counter() - t0
+    return net, time.perf_counter() - t0 - paused
 
 
 @torch.no_grad()
@@ -212,6 +227,20 @@ def embed(net, x):
     return torch.cat(feats), torch.cat(logits)
 
 
+class Mirrored(nn.Module):
+    """The embedding embed() measures, as a module for common.evaluate: the
+    pooled features of an image and its mirror image, summed, L2-normalised."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        with torch.autocast(DEV, dtype=torch.bfloat16):
+            f = self.net.features(x) + self.net.features(x.flip(-1))
+        return F.normalize(f.float(), dim=1)
+
+
 def precision_at_1(q, qy, g, gy):
     hits = 0
     for i in range(0, len(q), 2000):
@@ -222,14 +251,29 @@ def precision_at_1(q, qy, g, gy):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("folder")
+    p.add_argument("folder", nargs="?", help="CIFAR-10 as an image folder (FOLDER/train/CLASS/*)")
+    p.add_argument("--data", help="instead of FOLDER: a folder holding cifar-10-binary.tar.gz "
+                                  "(benchmarks/cifar10_official.sh), as benchmarks/speed.sh passes it")
+    p.add_argument("--dataset", choices=["cifar10"], default="cifar10")
+    p.add_argument("--test-each-epoch", action="store_true",
+                   help="test Precision@1 after each whole epoch, outside the training time: "
+                        "the time-to-quality curve")
     p.add_argument("--epochs", type=float, default=9.9)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--head", choices=["ce", "nsm"], default="ce")
     p.add_argument("--limit", type=int, default=None, help="use the first N training and test images (to try the script)")
     a = p.parse_args()
-    classes = sorted(os.listdir(os.path.join(a.folder, "train")))
-    (xtr, ytr), (xte, yte) = (load_split(a.folder, s, classes) for s in ("train", "test"))
+    if a.data:
+        import common  # the peers' shared loader; it needs their virtual environment
+
+        as_uint8 = lambda t: (t * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        xtr, ytr, xte, yte = common.load_cifar10(a.data)
+        xtr, ytr, xte, yte = as_uint8(xtr), ytr.numpy(), as_uint8(xte), yte.numpy()
+    elif a.folder:
+        classes = sorted(os.listdir(os.path.join(a.folder, "train")))
+        (xtr, ytr), (xte, yte) = (load_split(a.folder, s, classes) for s in ("train", "test"))
+    else:
+        p.error("give FOLDER or --data")
     if a.limit:
         rng = np.random.default_rng(0)
         tr, te = rng.permutation(len(xtr))[:a.limit], rng.permutation(len(xte))[:a.limit]
@@ -245,16 +289,29 @@ def main():
     xtr_t, xte_t = prep(xtr), prep(xte)
     ytr_t, yte_t = torch.tensor(ytr, device=DEV), torch.tensor(yte, device=DEV)
     train(xtr_t[:2048], ytr_t[:2048], 0.5, a.head, a.seed)  # warm-up: cuDNN's choices, not timed
-    net, seconds = train(xtr_t, ytr_t, a.epochs, a.head, a.seed)
+    curve = []
+
+    def test(net, seconds):
+        curve.append([seconds, precision_at_1(embed(net, xte_t)[0], yte_t, embed(net, xtr_t)[0], ytr_t)])
+        print(f"test Precision@1 {curve[-1][1]:.4f} after {seconds:.1f} s of training", file=sys.stderr)
+
+    net, seconds = train(xtr_t, ytr_t, a.epochs, a.head, a.seed, test if a.test_each_epoch else None)
     g, _ = embed(net, xtr_t)
     q, logits = embed(net, xte_t)
-    print(json.dumps({
-        "peer": "airbench94", "head": a.head, "seed": a.seed, "epochs": a.epochs,
-        "train_s": round(seconds, 3), "accuracy": (logits.argmax(1) == yte_t).float().mean().item(),
+    result = {
+        "system": "airbench94", "head": a.head, "seed": a.seed, "epochs": a.epochs,
+        "train_seconds": round(seconds, 3), "images_per_second": a.epochs * len(xtr_t) / seconds,
+        "accuracy": (logits.argmax(1) == yte_t).float().mean().item(),
         "precision_at_1": precision_at_1(q, yte_t, g, ytr_t), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if DEV == "cuda" else "cpu",
-    }))
+    }
+    if a.data:  # benchmarks/speed.sh's protocol: MAP@R and pair ROC-AUC too, on the same features
+        from pytorch_metric_learning import distances
 
+        result.update(common.evaluate(Mirrored(net), (xtr_t, ytr_t, xte_t, yte_t), distances.CosineSimilarity()))
+    if curve:
+        result["curve"] = curve
+    print(json.dumps(result))
 
 if __name__ == "__main__":
     main()

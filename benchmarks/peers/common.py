@@ -1,5 +1,7 @@
-# Shared code of the Python peers (seed_system.py, pml_triplet.py): MNIST from
-# the gzipped IDX files, seeding, the training timer and the evaluation
+# Shared code of the Python peers (seed_system.py, pml_triplet.py,
+# pml_supcon.py, pixels.py): MNIST and Fashion-MNIST from the gzipped IDX
+# files, CIFAR-10 from its official binary format, seeding, the training
+# timer, the time-to-quality curve (--test-each-epoch) and the evaluation
 # protocol twinsim's `evaluate` uses (docs/benchmarks.md, "Evaluation"):
 #   - gallery: the 10,000 test images as queries against the 60,000 training
 #     images, Precision@1 and MAP@R from pytorch-metric-learning's
@@ -13,6 +15,7 @@ import json
 import os
 import random
 import sys
+import tarfile
 import time
 
 import numpy as np
@@ -29,12 +32,16 @@ def log(*args):
 
 def parse_args(description):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--data", default="../shared/data", help="folder holding mnist/*.gz (and fashion-mnist/*.gz)")
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
-                   help="which IDX dataset: same files, same layout")
+    p.add_argument("--data", default="../shared/data",
+                   help="folder holding mnist/*.gz and fashion-mnist/*.gz, or for cifar10 "
+                        "cifar-10-binary.tar.gz (benchmarks/cifar10_official.sh builds it)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, all cores]")
+    p.add_argument("--test-each-epoch", action="store_true",
+                   help="test Precision@1 after every epoch, outside the training time: the run's "
+                        "time-to-quality curve, as twinsim's `train --test-each-epoch` records it")
     return p
 
 
@@ -68,6 +75,28 @@ def load_mnist(data_dir, dataset="mnist"):
         return torch.from_numpy(x.astype(np.float32) / 255).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
     return (*split("train"), *split("t10k"))
+
+
+def load_cifar10(data_dir):
+    """(train images, train labels, test images, test labels) of CIFAR-10 from
+    DATA_DIR/cifar-10-binary.tar.gz, the images twinsim reads by name, in
+    the same order: float tensors N x 3 x 32 x 32 in [0, 1], labels int64.
+    The binary format holds raw bytes (the pickled format could run code)."""
+    with tarfile.open(os.path.join(data_dir, "cifar-10-binary.tar.gz"), "r:gz") as tar:
+        def split(names):
+            raw = b"".join(tar.extractfile(f"cifar-10-batches-bin/{n}.bin").read() for n in names)
+            records = np.frombuffer(raw, np.uint8).reshape(-1, 1 + 3 * 32 * 32)  # label, R, G, B planes
+            x = records[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255
+            return torch.from_numpy(x), torch.from_numpy(records[:, 0].astype(np.int64))
+
+        return (*split([f"data_batch_{b}" for b in range(1, 6)]), *split(["test_batch"]))
+
+
+def load(args):
+    """The four tensors of args.dataset, from args.data."""
+    if args.dataset == "cifar10":
+        return load_cifar10(args.data)
+    return load_mnist(args.data, args.dataset)
 
 
 class Timer:
@@ -109,6 +138,30 @@ def balanced_pairs(labels, n=10_000, seed=0):
     return pairs[:, 0], pairs[:, 1], np.r_[np.ones(len(same)), np.zeros(len(diff))]
 
 
+def precision_at_1(model, data, distance):
+    """The gallery protocol's Precision@1 alone (the test images against the
+    training images), as evaluate() measures it."""
+    xtr, ytr, xte, yte = data
+    calc = AccuracyCalculator(include=("precision_at_1",), k=1, knn_func=CustomKNN(distance, batch_size=1000))
+    acc = calc.get_accuracy(embed(model, xte), yte, embed(model, xtr), ytr, ref_includes_query=False)
+    return float(acc["precision_at_1"])
+
+
+class Curve:
+    """Test Precision@1 against training seconds, one point an epoch when
+    --test-each-epoch asks for it (the tests run outside the timer): the
+    peer's line on twinsim's time-to-quality chart."""
+
+    def __init__(self, args, data, distance):
+        self.on, self.data, self.distance = args.test_each_epoch, data, distance
+        self.points = []
+
+    def record(self, model, seconds):
+        if self.on:
+            self.points.append([seconds, precision_at_1(model, self.data, self.distance)])
+            log(f"test Precision@1 {self.points[-1][1]:.4f} after {seconds:.1f} s of training")
+
+
 def evaluate(model, data, distance):
     """The gallery protocol's P@1 and MAP@R, and pair ROC-AUC, under `distance`."""
     xtr, ytr, xte, yte = data
@@ -130,9 +183,10 @@ def evaluate(model, data, distance):
     }
 
 
-def report(system, args, model, data, distance, train_seconds, images):
+def report(system, args, model, data, distance, train_seconds, images, curve=None):
     """Evaluates `model` and prints the run's JSON line; `images` counts the
-    training images processed (both images of a pair)."""
+    training images processed (both images of a pair); `curve`, a Curve,
+    adds its points when it has any."""
     log(f"{system}: trained in {train_seconds:.1f} s, evaluating")
     result = {
         "system": system,
@@ -145,4 +199,6 @@ def report(system, args, model, data, distance, train_seconds, images):
         "torch": torch.__version__,
         "pml": pytorch_metric_learning.__version__,
     }
+    if curve is not None and curve.points:
+        result["curve"] = curve.points
     print(json.dumps(result), flush=True)

@@ -1,5 +1,5 @@
 # Raw pixels as the embedding, a peer for benchmarks/speed.sh: no training;
-# each image is its 784 pixel values in [0, 1], compared by Euclidean
+# each image is its pixel values in [0, 1] (784, or 3072 on CIFAR-10), compared by Euclidean
 # distance, on the protocol of common.py. The floor every trained model must
 # clear (on Fashion-MNIST the digits recipe once barely did: 0.8510 against
 # 0.8497, docs/benchmarks.md "Beyond digits"). Prints one JSON line.
@@ -17,7 +17,7 @@ import common
 def main():
     args = common.parse_args("k-nearest neighbours on raw pixels").parse_args()
     common.setup(args)
-    data = common.load_mnist(args.data, args.dataset)
+    data = common.load(args)
     result = {
         "system": "pixels",
         "seed": args.seed,

@@ -9,7 +9,7 @@
 # under cosine similarity; prints one JSON line.
 #
 #   benchmarks/peers/.venv/bin/python benchmarks/peers/pml_triplet.py \
-#       [--data ../shared/data] [--seed 0] [--epochs 1] [--threads N] [--batch-size 256]
+#       [--data ../shared/data] [--seed 0] [--epochs 1] [--threads N] [--batch-size 256] [--test-each-epoch]
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,6 +49,7 @@ def main():
     loss_func = losses.TripletMarginLoss(margin=0.2, distance=distance, reducer=reducer)
     mining_func = miners.TripletMarginMiner(margin=0.2, distance=distance, type_of_triplets="semihard")
     timer, images = common.Timer(), 0
+    curve = common.Curve(args, (xtr, ytr, xte, yte), distance)
     for epoch in range(args.epochs):
         model.train()
         with timer:
@@ -65,7 +66,8 @@ def main():
                 images += len(i)
         common.log(f"epoch {epoch + 1}: last batch loss {loss.item():.4f}, "
                    f"{mining_func.num_triplets} triplets mined, {timer.seconds:.1f} s")
-    common.report("pml", args, model, (xtr, ytr, xte, yte), distance, timer.seconds, images)
+        curve.record(model, timer.seconds)
+    common.report("pml", args, model, (xtr, ytr, xte, yte), distance, timer.seconds, images, curve)
 
 
 if __name__ == "__main__":
