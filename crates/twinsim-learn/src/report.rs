@@ -169,9 +169,7 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Loss and validation Precision@1 per epoch; then time to quality,
-    /// when the run was tested after every epoch (`train
-    /// --test-each-epoch`) or other systems' curves are given.
+    /// Loss and validation Precision@1 per epoch, then time to quality.
     fn curves(&self, page: &mut HtmlReport, compare: &[QualityCurve]) -> Result<()> {
         let epochs = crate::train::RunDir {
             path: self.run.dir.clone(),
@@ -203,6 +201,18 @@ impl Context<'_> {
             "training curves",
             "Training loss and validation Precision@1 after each epoch.",
         );
+        self.time_to_quality(section, &epochs, compare)
+    }
+
+    /// Test Precision@1 against training seconds: the run's own line when
+    /// it was tested after every epoch, and `compare`'s; nothing when there
+    /// is neither.
+    fn time_to_quality(
+        &self,
+        section: &mut draw::html::Section,
+        epochs: &[crate::train::EpochMetrics],
+        compare: &[QualityCurve],
+    ) -> Result<()> {
         let own: Option<Vec<(f64, f64)>> = epochs
             .iter()
             .map(|e| e.test_precision_at_1.map(|p| (e.train_seconds, p)))
