@@ -11,7 +11,6 @@ mod bounds;
 mod cifar;
 mod download;
 mod folder;
-mod hostile_bytes;
 mod idx;
 mod joint;
 mod npy;
