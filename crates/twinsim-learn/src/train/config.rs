@@ -89,7 +89,8 @@ pub struct TrainOptions {
     /// Device: cpu, cuda, cuda:N, auto [default: auto].
     #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<String>,
-    /// Arithmetic: auto (fp16 autocast on GPU, fp32 on CPU), fp32, fp16 [default: auto].
+    /// Arithmetic: auto (bf16 autocast on a GPU and on CPUs with AVX512-BF16, else fp32), fp32, bf16, fp16 [default:
+    /// auto].
     #[cfg_attr(feature = "cli", arg(long))]
     pub precision: Option<String>,
     /// Same results on every run with the same seed (fixed threads, deterministic kernels).

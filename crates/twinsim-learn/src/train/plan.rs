@@ -116,6 +116,7 @@ pub(super) fn prepare(req: &TrainRequest) -> Result<Prepared> {
     }
     let augment = Augment::parse(&cfg.augment, fit.images.shape().channels as i64)?;
     let precision = Precision::new(&cfg.precision, device)?;
+    tracing::info!("precision {}: {}", cfg.precision, precision.name());
     let steps_per_epoch = sampler.epoch(0).len() as u64;
     let schedule = Schedule::new(&cfg.schedule, cfg.lr, steps_per_epoch * cfg.epochs as u64)?;
     Ok(Prepared {

@@ -1,8 +1,9 @@
-//! Loss scaling, the GPU's reduced-precision machinery, exercised on the CPU.
+//! Reduced precision: the GPU's loss scaling, exercised on the CPU, and the
+//! CPU's own bfloat16 autocast.
 
 use tch::{Device, Kind, Tensor};
 use twinsim_learn::train::optimizer::Optimizer;
-use twinsim_learn::train::precision::{Half, Precision};
+use twinsim_learn::train::precision::{cpu_has_bf16, Half, Precision};
 
 #[test]
 fn the_scale_halves_on_overflow_and_doubles_after_a_run_of_good_steps() {
@@ -30,12 +31,34 @@ fn unscaling_restores_gradients_and_spots_overflow() {
 }
 
 #[test]
-fn half_precision_on_the_cpu_is_refused_and_auto_is_fp32_there() {
+fn the_cpu_refuses_fp16_and_auto_is_bf16_where_the_cpu_computes_it() {
     assert!(Precision::new("fp16", Device::Cpu).is_err());
-    assert!(Precision::new("bf16", Device::Cpu).is_err());
     assert!(Precision::new("bf17", Device::Cpu).is_err());
     let auto = Precision::new("auto", Device::Cpu).unwrap();
-    assert!(!auto.autocast && !auto.is_scaling() && auto.scale == 1.0);
+    assert_eq!(auto.is_cpu_bf16(), cpu_has_bf16());
+    assert!(!auto.is_scaling() && auto.scale == 1.0);
+    let fp32 = Precision::new("fp32", Device::Cpu).unwrap();
+    assert!(!fp32.autocast && fp32.name() == "fp32");
+    assert_eq!(Precision::new("bf16", Device::Cpu).unwrap().name(), "bf16");
+}
+
+/// bf16 on the CPU computes a convolution in bfloat16 inside `enter` only,
+/// and leaves autocast as it found it.
+#[test]
+fn cpu_bf16_casts_inside_enter_only() {
+    let p = Precision::new("bf16", Device::Cpu).unwrap();
+    assert!(p.is_cpu_bf16() && !p.is_scaling());
+    let x = Tensor::ones([1, 2, 5, 5], (Kind::Float, Device::Cpu));
+    let w = Tensor::ones([3, 2, 3, 3], (Kind::Float, Device::Cpu));
+    let conv = || x.conv2d(&w, None::<Tensor>, [1], [0], [1], 1);
+    let inside = p.enter(conv);
+    assert_eq!(inside.kind(), Kind::BFloat16);
+    assert_eq!(inside.to_kind(Kind::Float).double_value(&[0, 0, 0, 0]), 18.0);
+    assert_eq!(conv().kind(), Kind::Float);
+    assert_eq!(p.enter(|| p.enter(conv)).kind(), Kind::BFloat16);
+    assert_eq!(conv().kind(), Kind::Float);
+    let fp32 = Precision::new("fp32", Device::Cpu).unwrap();
+    assert_eq!(fp32.enter(conv).kind(), Kind::Float);
 }
 
 #[test]
