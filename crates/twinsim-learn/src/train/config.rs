@@ -49,7 +49,7 @@ pub struct TrainOptions {
     /// Images per class in a pk batch (P = batch-size / K) [default: the recipe's: 32, small 8].
     #[cfg_attr(feature = "cli", arg(long))]
     pub per_class_batch: Option<usize>,
-    /// Passes over the training data [default: the recipe's: digits 5, grey 4, colour 15, small 80].
+    /// Passes over the training data [default: the recipe's: digits 5, grey 8, colour 20, small 80].
     #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
     /// Images per batch (pairs count twice) [default: the recipe's: 256, small 64; fewer for pk batches when the data has
@@ -89,8 +89,8 @@ pub struct TrainOptions {
     /// Device: cpu, cuda, cuda:N, auto [default: auto].
     #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<String>,
-    /// Arithmetic: auto (bf16 autocast on a GPU and on CPUs with AVX512-BF16, else fp32), fp32, bf16, fp16 [default:
-    /// auto].
+    /// Arithmetic: auto (bf16 autocast on a GPU and on CPUs with AVX512-BF16, else fp32), auto-gpu (bf16 on a GPU
+    /// only), fp32, bf16, fp16 [default: the recipe's: digits auto-gpu, else auto].
     #[cfg_attr(feature = "cli", arg(long))]
     pub precision: Option<String>,
     /// Same results on every run with the same seed (fixed threads, deterministic kernels).
@@ -391,7 +391,7 @@ impl TrainOptions {
             ema: self.ema,
             seed: self.seed.unwrap_or(0),
             device: self.device.unwrap_or_else(|| "auto".into()),
-            precision: self.precision.unwrap_or_else(|| "auto".into()),
+            precision: self.precision.unwrap_or_else(|| recipe.precision.into()),
             deterministic: self.deterministic.unwrap_or(false),
             augment: self.augment.unwrap_or_else(|| recipe.augment.into()),
             val_fraction: self.val_fraction.unwrap_or(0.1),
@@ -481,11 +481,14 @@ mod tests {
                 "resnet".into(),
                 "shift-flip".into(),
                 "sgd".into(),
-                4,
+                8,
                 0.3
             )
         );
         assert_eq!(resolved("fashion-mnist", 1).label_smoothing, Some(0.1));
+        // Digits keep float32 on the CPU; the others take bf16 where it runs.
+        assert_eq!(resolved("mnist", 1).precision, "auto-gpu");
+        assert_eq!(resolved("fashion-mnist", 1).precision, "auto");
     }
 
     #[test]
@@ -536,8 +539,8 @@ mod tests {
             ("airbench-half", "normalized-softmax", "sgd")
         );
         assert_eq!(
-            (c.epochs, c.lr, c.weight_decay, c.batch_size),
-            (15, 0.3, 5e-4, 256)
+            (c.epochs, c.lr, c.weight_decay, c.batch_size, c.label_smoothing),
+            (20, 0.3, 5e-4, 256, Some(0.1))
         );
         // Smaller batches (a folder of 2 classes: 2 x 32) get a smaller rate.
         let small = TrainOptions {

@@ -20,6 +20,10 @@ pub const PRECISIONS: &[(&str, &str)] = &[
         "auto",
         "bf16 autocast on a GPU and on CPUs with AVX512-BF16, else fp32",
     ),
+    (
+        "auto-gpu",
+        "bf16 autocast on a GPU, fp32 on every CPU (the digits recipe's)",
+    ),
     ("fp32", "float32 throughout"),
     (
         "bf16",
@@ -64,7 +68,8 @@ impl Precision {
         match name {
             "fp32" => Ok(Self::scaled(None, 1.0)),
             "auto" if !gpu && !cpu_has_bf16() => Ok(Self::scaled(None, 1.0)),
-            "auto" | "bf16" => Ok(on(Self::scaled(Some(Half::BFloat16), 1.0))),
+            "auto-gpu" if !gpu => Ok(Self::scaled(None, 1.0)),
+            "auto" | "auto-gpu" | "bf16" => Ok(on(Self::scaled(Some(Half::BFloat16), 1.0))),
             "fp16" if gpu => Ok(Self::scaled(Some(Half::Float16), 65536.0)),
             "fp16" => Err(LearnError::config(
                 "fp16 training needs a GPU",

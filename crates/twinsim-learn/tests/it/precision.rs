@@ -40,6 +40,12 @@ fn the_cpu_refuses_fp16_and_auto_is_bf16_where_the_cpu_computes_it() {
     let fp32 = Precision::new("fp32", Device::Cpu).unwrap();
     assert!(!fp32.autocast && fp32.name() == "fp32");
     assert_eq!(Precision::new("bf16", Device::Cpu).unwrap().name(), "bf16");
+    // The digits recipe's: float32 on any CPU, bf16 on a GPU.
+    assert_eq!(Precision::new("auto-gpu", Device::Cpu).unwrap().name(), "fp32");
+    assert_eq!(
+        Precision::new("auto-gpu", Device::Cuda(0)).unwrap().name(),
+        "bf16"
+    );
 }
 
 /// bf16 on the CPU computes a convolution in bfloat16 inside `enter` only,
