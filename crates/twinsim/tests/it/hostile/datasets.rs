@@ -4,7 +4,8 @@
 //! would run commands, members that leave the folder or are links, and
 //! bombs; special files in place of data files. A named folder whose
 //! dataset is broken is an error naming the file, never a silent fall-back
-//! to the embedded sample, and nothing in it is ever executed.
+//! to the embedded sample, and nothing in it is ever executed. Unions of
+//! datasets meet the same inputs as one of their parts.
 
 use std::path::{Path, PathBuf};
 
@@ -408,5 +409,48 @@ pub fn cases(fx: &Fixture) -> Vec<Case> {
     let mut cases = idx_cases(fx);
     cases.extend(binary_cases(fx));
     cases.extend(tarball_cases(fx));
+    cases.extend(union_cases(fx));
     cases
+}
+
+/// Unions (`--dataset A+B`): a malformed list, a part that is a special
+/// file, and a broken MNIST inside a union, which must be an error naming
+/// its file, not the embedded sample. `train --dry-run`, so a wrong answer
+/// would be a plan, never a training run.
+fn union_cases(fx: &Fixture) -> Vec<Case> {
+    let dry = |name: &str, dataset: &std::ffi::OsStr, data_dir: &Path| {
+        Case::new(
+            format!("data/union/{name}"),
+            args![
+                "--json",
+                "train",
+                "--dataset",
+                dataset,
+                "--data-dir",
+                data_dir,
+                "--dry-run"
+            ],
+        )
+    };
+    let empty = files::dir(&fx.ro.join("data").join("union-empty"));
+    let fifo = files::fifo(&fx.ro.join("data").join("union-fifo"));
+    let part = |p: &Path| {
+        let mut d = std::ffi::OsString::from("mnist-sample+");
+        d.push(p);
+        d
+    };
+    let broken = mnist_dir(fx, "union-broken-mnist", MNIST[3], true, |p| {
+        drop(files::write(p, &[idx_header(1, &[10_000]), vec![1; 10]].concat()))
+    });
+    let needle = match fx.shared_mnist {
+        Some(_) => MNIST[3].trim_end_matches(".gz"),
+        None => "mnist",
+    };
+    vec![
+        dry("empty-part", "mnist-sample++cifar10".as_ref(), &empty).error("empty part"),
+        dry("twice", "mnist-sample+mnist-sample".as_ref(), &empty).error("named 'mnist-sample'"),
+        dry("dev-zero", &part("/dev/zero".as_ref()), &empty).error("/dev/zero"),
+        dry("fifo", &part(&fifo), &empty).error("union-fifo").blocking(),
+        dry("broken-mnist", "mnist+fashion-mnist".as_ref(), &broken).error(needle),
+    ]
 }
