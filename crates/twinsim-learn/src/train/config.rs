@@ -489,6 +489,22 @@ mod tests {
         // Digits keep float32 on the CPU; the others take bf16 where it runs.
         assert_eq!(resolved("mnist", 1).precision, "auto-gpu");
         assert_eq!(resolved("fashion-mnist", 1).precision, "auto");
+        let few = DataFacts {
+            channels: 3,
+            classes: 10,
+            images_per_class: 90,
+        };
+        let small = TrainOptions {
+            dataset: Some("./photos".into()),
+            out: Some("unused".into()),
+            ..TrainOptions::default()
+        }
+        .resolve(&few)
+        .unwrap();
+        assert_eq!(
+            (small.recipe.as_deref(), small.precision.as_str()),
+            (Some("small"), "auto")
+        );
     }
 
     #[test]
