@@ -53,6 +53,20 @@ fn mnist_dir(fx: &Fixture, case: &str, target: &str, plain: bool, make: impl FnO
     root
 }
 
+/// A labels file that declares 10,000 labels and holds 10.
+fn truncated_labels() -> Vec<u8> {
+    [idx_header(1, &[10_000]), vec![1; 10]].concat()
+}
+
+/// What the error about MNIST's `target` file must name: the file, or,
+/// without the real partner files, which the error may name instead, MNIST.
+fn named_in_error(fx: &Fixture, target: &str) -> String {
+    match fx.shared_mnist {
+        Some(_) => target.trim_end_matches(".gz").to_string(),
+        None => "mnist".to_string(),
+    }
+}
+
 /// The IDX cases: `datasets mnist:test --data-dir DIR` on each, and
 /// `train` on two, which must not fall back to the sample either.
 fn idx_cases(fx: &Fixture) -> Vec<Case> {
@@ -64,7 +78,7 @@ fn idx_cases(fx: &Fixture) -> Vec<Case> {
             "labels-truncated",
             labels,
             true,
-            Box::new(write([idx_header(1, &[10_000]), vec![1; 10]].concat())),
+            Box::new(write(truncated_labels())),
             false,
         ),
         (
@@ -128,11 +142,7 @@ fn idx_cases(fx: &Fixture) -> Vec<Case> {
     let mut cases = Vec::new();
     for (name, target, plain, make, blocking) in hostile {
         let dir = mnist_dir(fx, &format!("idx-{name}"), target, plain, make);
-        // Without the real partner files the error may name any of them.
-        let needle = match fx.shared_mnist {
-            Some(_) => target.trim_end_matches(".gz").to_string(),
-            None => "mnist".to_string(),
-        };
+        let needle = named_in_error(fx, target);
         let case = Case::new(
             format!("data/idx/{name}"),
             args!["--json", "datasets", "mnist:test", "--data-dir", dir],
@@ -440,17 +450,14 @@ fn union_cases(fx: &Fixture) -> Vec<Case> {
         d
     };
     let broken = mnist_dir(fx, "union-broken-mnist", MNIST[3], true, |p| {
-        drop(files::write(p, &[idx_header(1, &[10_000]), vec![1; 10]].concat()))
+        drop(files::write(p, &truncated_labels()))
     });
-    let needle = match fx.shared_mnist {
-        Some(_) => MNIST[3].trim_end_matches(".gz"),
-        None => "mnist",
-    };
+    let needle = named_in_error(fx, MNIST[3]);
     vec![
         dry("empty-part", "mnist-sample++cifar10".as_ref(), &empty).error("empty part"),
         dry("twice", "mnist-sample+mnist-sample".as_ref(), &empty).error("named 'mnist-sample'"),
         dry("dev-zero", &part("/dev/zero".as_ref()), &empty).error("/dev/zero"),
         dry("fifo", &part(&fifo), &empty).error("union-fifo").blocking(),
-        dry("broken-mnist", "mnist+fashion-mnist".as_ref(), &broken).error(needle),
+        dry("broken-mnist", "mnist+fashion-mnist".as_ref(), &broken).error(&needle),
     ]
 }
