@@ -327,10 +327,12 @@ unsafe fn host_slice<'a, T>(t: &Tensor) -> &'a mut [T] {
 
 /// Fails when a batch of `batch_size` items cannot be shared evenly among
 /// `size` ranks: P x K batches need P divisible by the ranks (each rank
-/// then holds whole classes), pair batches the number of pairs.
+/// then holds whole classes), pair batches the number of pairs, shuffled
+/// batches the number of images.
 pub fn check_batch(sampler: &str, batch_size: usize, per_class: usize, size: usize) -> Result<()> {
     let (unit, what, count) = match sampler {
         "pk" => (per_class, "classes (P)", batch_size / per_class.max(1)),
+        "shuffle" => (1, "images", batch_size),
         _ => (2, "pairs", batch_size / 2),
     };
     if count % size == 0 {
@@ -425,6 +427,9 @@ mod tests {
         assert!(e.to_string().contains("5 pairs"), "{e}");
         assert!(e.hint().unwrap().contains("--batch-size 16"));
         check_batch("balanced-pairs", 16, 32, 4).unwrap();
+        let e = check_batch("shuffle", 10, 32, 4).unwrap_err();
+        assert!(e.to_string().contains("10 images"), "{e}");
+        assert!(e.hint().unwrap().contains("--batch-size 12"));
     }
 
     /// A world of one: every collective leaves the data as it is.

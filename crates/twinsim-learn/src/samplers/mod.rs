@@ -6,9 +6,11 @@
 
 mod pairs;
 mod pk;
+mod shuffle;
 
 pub use pairs::{BalancedPairs, RandomPairs};
 pub use pk::ClassesTimesImages;
+pub use shuffle::Shuffled;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -34,6 +36,10 @@ pub const SAMPLERS: &[(&str, &str)] = &[
         "pairs, half of the same class and half of different classes",
     ),
     ("pk", "P classes x K images per batch, for mining losses"),
+    (
+        "shuffle",
+        "one shuffle of the data per epoch, cut into batches (as a classifier trains), for the proxy losses",
+    ),
 ];
 
 /// What a sampler is built from.
@@ -77,6 +83,7 @@ pub fn build(cfg: &SamplerConfig, labels: &[u32], num_classes: usize) -> Result<
             cfg.per_class,
             cfg.seed,
         )?)),
+        "shuffle" => Ok(Box::new(Shuffled::new(labels.len(), cfg.batch_size, cfg.seed))),
         other => Err(LearnError::config(
             format!("unknown sampler '{other}'"),
             format!("use one of: {}", crate::registry::names(SAMPLERS)),

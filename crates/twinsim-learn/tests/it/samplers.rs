@@ -21,7 +21,7 @@ fn build(name: &str, batch: usize, k: usize, seed: u64) -> Box<dyn samplers::Sam
 
 #[test]
 fn every_sampler_repeats_with_its_seed_and_changes_with_the_epoch() {
-    for name in ["pairs", "balanced-pairs", "pk"] {
+    for name in ["pairs", "balanced-pairs", "pk", "shuffle"] {
         let a = build(name, 40, 4, 1);
         assert_eq!(a.epoch(3), build(name, 40, 4, 1).epoch(3), "{name}");
         assert_ne!(a.epoch(3), a.epoch(4), "{name}");
@@ -53,6 +53,30 @@ fn pk_batches_hold_p_classes_of_k_images() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("only 10 classes"), "{err}");
+}
+
+#[test]
+fn shuffled_batches_show_each_image_at_most_once_an_epoch() {
+    // 725 items in batches of 40: 18 full batches, the last 5 items dropped.
+    let batches = build("shuffle", 40, 4, 0).epoch(0);
+    assert_eq!(batches.len(), 18);
+    assert!(batches.iter().all(|b| b.len() == 40));
+    let mut seen = batches.concat();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 720, "no image twice");
+    // Unlike P x K batches, they mix classes as the data does.
+    let l = labels();
+    let classes = |b: &[usize]| {
+        b.iter()
+            .map(|&i| l[i])
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    assert!(
+        batches.iter().any(|b| classes(b) == 10),
+        "some batch holds every class"
+    );
 }
 
 #[test]
