@@ -43,7 +43,8 @@ pub struct TrainOptions {
     /// Label smoothing of the proxy losses (normalized-softmax, arcface, cosface) [default: the recipe's with its loss, else 0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub label_smoothing: Option<f64>,
-    /// Batch sampler: pairs, balanced-pairs, pk [default: pairs for seed-contrastive, else pk].
+    /// Batch sampler: pairs, balanced-pairs, pk, shuffle [default: the recipe's with its loss (grey and colour
+    /// shuffle, else pk); pairs for seed-contrastive; else pk].
     #[cfg_attr(feature = "cli", arg(long))]
     pub sampler: Option<String>,
     /// Images per class in a pk batch (P = batch-size / K) [default: the recipe's: 32, small 8].
@@ -65,7 +66,8 @@ pub struct TrainOptions {
     /// Weight decay (decoupled for adamw) [default: 0.0005 with sgd, else 0.0001].
     #[cfg_attr(feature = "cli", arg(long))]
     pub weight_decay: Option<f64>,
-    /// Learning-rate schedule: cosine (with warm-up), constant [default: cosine].
+    /// Learning-rate schedule: cosine (3% warm-up), triangle (airbench's: 20% warm-up, linear decay), constant
+    /// [default: the recipe's with its loss (grey and colour triangle), else cosine].
     #[cfg_attr(feature = "cli", arg(long))]
     pub schedule: Option<String>,
     /// Stop once validation Precision@1 has not improved for N epochs (never in the first half
@@ -359,9 +361,16 @@ impl TrainOptions {
                 ..*recipe
             },
         };
-        let sampler = self
-            .sampler
-            .unwrap_or_else(|| if loss == "seed-contrastive" { "pairs" } else { "pk" }.into());
+        // The recipe's sampler and schedule were tuned with its loss.
+        let own_loss = loss == recipe.loss;
+        let sampler = self.sampler.unwrap_or_else(|| {
+            match loss.as_str() {
+                "seed-contrastive" => "pairs",
+                _ if own_loss => recipe.sampler,
+                _ => "pk",
+            }
+            .into()
+        });
         let embedding_dim = self.embedding_dim.unwrap_or(if arch == "seed" { 2 } else { 128 });
         let out = self.out.unwrap_or_else(|| next_run_dir(&dataset, &arch, &loss));
         let per_class_batch = self.per_class_batch.unwrap_or(recipe.per_class_batch);
@@ -373,7 +382,10 @@ impl TrainOptions {
         };
         let label_smoothing = self
             .label_smoothing
-            .or(recipe.label_smoothing.filter(|_| loss == recipe.loss));
+            .or(recipe.label_smoothing.filter(|_| own_loss));
+        let schedule = self
+            .schedule
+            .unwrap_or_else(|| if own_loss { recipe.schedule } else { "cosine" }.into());
         Ok(TrainConfig {
             recipe: Some(recipe.name.into()),
             miner: self.miner,
@@ -386,7 +398,7 @@ impl TrainOptions {
             lr: self.lr.unwrap_or(optimizer.lr_at(batch_size)),
             optimizer: self.optimizer.unwrap_or_else(|| optimizer.optimizer.into()),
             weight_decay: self.weight_decay.unwrap_or(optimizer.weight_decay),
-            schedule: self.schedule.unwrap_or_else(|| "cosine".into()),
+            schedule,
             patience: self.patience.or(recipe.patience),
             ema: self.ema,
             seed: self.seed.unwrap_or(0),
@@ -478,7 +490,7 @@ mod tests {
             recipe(resolved("fashion-mnist", 1)),
             (
                 "grey".into(),
-                "resnet".into(),
+                "airbench-half".into(),
                 "shift-flip".into(),
                 "sgd".into(),
                 8,
@@ -558,15 +570,21 @@ mod tests {
             (c.epochs, c.lr, c.weight_decay, c.batch_size, c.label_smoothing),
             (20, 0.3, 5e-4, 256, Some(0.1))
         );
-        // Smaller batches (a folder of 2 classes: 2 x 32) get a smaller rate.
-        let small = TrainOptions {
-            dataset: Some("./photos".into()),
-            out: Some("unused".into()),
-            ..TrainOptions::default()
-        }
-        .resolve(&facts(3, 2))
-        .unwrap();
-        assert_eq!((small.batch_size, small.lr), (64, 0.075));
+        assert_eq!((c.sampler.as_str(), c.schedule.as_str()), ("shuffle", "triangle"));
+        // Shuffled batches do not depend on the classes; P x K batches of a
+        // folder of 2 classes (2 x 32) are smaller and get a smaller rate.
+        let two = |sampler: Option<&str>| {
+            TrainOptions {
+                dataset: Some("./photos".into()),
+                sampler: sampler.map(Into::into),
+                out: Some("unused".into()),
+                ..TrainOptions::default()
+            }
+            .resolve(&facts(3, 2))
+            .unwrap()
+        };
+        assert_eq!((two(None).batch_size, two(None).lr), (256, 0.3));
+        assert_eq!((two(Some("pk")).batch_size, two(Some("pk")).lr), (64, 0.075));
         let ms = TrainOptions {
             dataset: Some("cifar10".into()),
             loss: Some("multi-similarity".into()),
@@ -576,6 +594,8 @@ mod tests {
         .resolve(&facts(3, 10))
         .unwrap();
         assert_eq!((ms.optimizer.as_str(), ms.lr), ("adamw", 2e-3));
+        // A pair loss needs P x K batches, and keeps the schedule it was tuned with.
+        assert_eq!((ms.sampler.as_str(), ms.schedule.as_str()), ("pk", "cosine"));
     }
 
     #[test]

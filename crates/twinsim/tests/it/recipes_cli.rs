@@ -70,7 +70,7 @@ fn each_kind_of_data_gets_its_recipe() {
     let grey = planned(tmp.path(), "fashion-mnist".as_ref(), &[]);
     assert_eq!(
         picked(&grey),
-        ["grey", "resnet", "normalized-softmax", "shift-flip", "sgd"]
+        ["grey", "airbench-half", "normalized-softmax", "shift-flip", "sgd"]
     );
     assert_eq!(
         (grey["label-smoothing"].as_f64(), grey["lr"].as_f64()),
