@@ -16,6 +16,7 @@ mod multi_similarity;
 mod normalized_softmax;
 mod proxies;
 mod seed_contrastive;
+mod softmax;
 mod supcon;
 mod triplet;
 
@@ -155,6 +156,7 @@ pub const LOSSES: &[(&str, &str)] = &[
     ("normalized-softmax", "softmax over cosines to learned class proxies; temperature 0.05"),
     ("arcface", "ArcFace: class-proxy softmax, target angle + margin 28.6°; scale 64"),
     ("cosface", "CosFace: class-proxy softmax, target cosine − margin 0.35; scale 64"),
+    ("softmax", "a plain classifier: softmax over a learned linear map of the embeddings; scale 1"),
 ];
 
 /// A loss by name with its parameters; every parameter left `None` takes the
@@ -186,10 +188,10 @@ pub struct LossConfig {
     /// supcon: 0.1; normalized-softmax: 0.05. Softmax temperature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
-    /// arcface, cosface: the logit scale, 64.
+    /// arcface, cosface: the logit scale, 64; softmax: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
-    /// normalized-softmax, arcface, cosface: the share ε of each target
+    /// normalized-softmax, arcface, cosface, softmax: the share ε of each target
     /// spread evenly over all classes (label smoothing), 0: the loss is
     /// (1 − ε)·CE + ε·(mean over classes of −log p). Not in PML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +295,17 @@ pub fn build(
             scale: p.get("scale", 64.0, Range::Positive)?,
             proxies: p.proxies(vs, embedding_dim, num_classes)?,
         }),
+        "softmax" => {
+            let scale = p.get("scale", 1.0, Range::Positive)?;
+            let smoothing = p.get("label_smoothing", 0.0, Range::Share)?;
+            Box::new(softmax::Softmax::new(
+                vs,
+                embedding_dim,
+                num_classes,
+                scale,
+                smoothing,
+            )?)
+        }
         name => {
             return Err(LearnError::config(
                 format!("unknown loss '{name}'"),

@@ -28,7 +28,7 @@ pub struct TrainOptions {
     #[cfg_attr(feature = "cli", arg(long))]
     pub arch: Option<String>,
     /// Loss: seed-contrastive, contrastive, triplet, angular, multi-similarity, supcon,
-    /// normalized-softmax, arcface, cosface [default: the recipe's].
+    /// normalized-softmax, arcface, cosface, softmax [default: the recipe's].
     #[cfg_attr(feature = "cli", arg(long))]
     pub loss: Option<String>,
     /// Triplet mining: batch-all, batch-hard, semi-hard [default: batch-all].
@@ -40,7 +40,7 @@ pub struct TrainOptions {
     /// Softmax temperature (supcon, normalized-softmax) [default: the loss's own].
     #[cfg_attr(feature = "cli", arg(long))]
     pub temperature: Option<f64>,
-    /// Label smoothing of the proxy losses (normalized-softmax, arcface, cosface) [default: the recipe's with its loss, else 0].
+    /// Label smoothing of the classifier losses (normalized-softmax, arcface, cosface, softmax) [default: the recipe's with its loss, else 0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub label_smoothing: Option<f64>,
     /// Batch sampler: pairs, balanced-pairs, pk, shuffle [default: the recipe's with its loss (grey and colour

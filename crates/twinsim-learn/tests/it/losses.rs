@@ -650,12 +650,12 @@ fn every_registered_loss_builds_with_its_defaults() {
         assert!(!about.is_empty());
         let loss = losses::build(&config(name), &(vs.root() / *name), EMBEDDING_DIM, NUM_CLASSES)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let proxy = matches!(*name, "normalized-softmax" | "arcface" | "cosface");
+        let proxy = matches!(*name, "normalized-softmax" | "arcface" | "cosface" | "softmax");
         assert_eq!(loss.needs_class_count(), proxy, "{name}");
     }
-    // Each proxy loss added exactly its trainable (embedding_dim, num_classes) W.
+    // Each classifier loss added exactly its trainable (embedding_dim, num_classes) W.
     let vars = vs.variables();
-    assert_eq!(vars.len(), 3);
+    assert_eq!(vars.len(), 4);
     assert!(vars
         .values()
         .all(|w| w.size() == [EMBEDDING_DIM, NUM_CLASSES] && w.requires_grad()));
@@ -742,6 +742,35 @@ fn loss_config_round_trips_through_json_leaving_defaults_out() {
         serde_json::from_value::<LossConfig>(with_nulls).unwrap(),
         config("triplet")
     );
+}
+
+#[test]
+fn softmax_is_a_linear_classifiers_cross_entropy_on_raw_embeddings() {
+    let e = Tensor::randn([6, EMBEDDING_DIM], (Kind::Double, Device::Cpu)) * 3.0;
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2]);
+    for smoothing in [None, Some(0.2)] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = LossConfig {
+            label_smoothing: smoothing,
+            ..config("softmax")
+        };
+        let loss = losses::build(&cfg, &vs.root(), EMBEDDING_DIM, NUM_CLASSES).unwrap();
+        let w = vs.variables()["W"].to_kind(Kind::Double);
+        // torch's nn.Linear start: uniform within ±1/√D.
+        let bound = 1.0 / (EMBEDDING_DIM as f64).sqrt();
+        assert!(w.abs().max().double_value(&[]) <= bound);
+        // Nothing is normalised: the logits are e·W, so scaling e changes them.
+        let log_p = e.matmul(&w).log_softmax(1, Kind::Double);
+        let target = -log_p.gather(1, &labels.unsqueeze(1), false).mean(Kind::Double);
+        let uniform = -log_p.mean(Kind::Double);
+        let eps = smoothing.unwrap_or(0.0);
+        let expected = ((1.0 - eps) * target + eps * uniform).double_value(&[]);
+        let got = loss.compute(&e, &labels, None).double_value(&[]);
+        assert!(
+            (got - expected).abs() < 1e-9,
+            "{smoothing:?}: {got} != {expected}"
+        );
+    }
 }
 
 #[test]
